@@ -13,6 +13,10 @@ namespace {
 constexpr const char* kExpandAll = "authorizations,captures,cancellations,reversals";
 constexpr uint32_t kMaxCreateAttempts = 5;
 constexpr uint32_t kMaxAuthorizeDoubtReads = 8;
+constexpr uint32_t kMaxAbortRefusals = 10;
+// Op::failure_code while a refused resend is being checked by reading.
+constexpr const char* kRefusedMark = "refused:";
+constexpr const char* kDuplicateMark = "duplicate:";
 
 bool IsOpen(OpStatus s) {
   return s != OpStatus::kDone && s != OpStatus::kFailed;
@@ -24,9 +28,8 @@ bool NeedsAuthorization(OpKind k) {
 
 // Last path segment of a problem type, lower-cased, without '_' (api §10.3).
 std::string ProblemKey(const std::string& type) {
-  std::string last = type.substr(type.find_last_of('/') == std::string::npos
-                                     ? 0
-                                     : type.find_last_of('/') + 1);
+  std::string last =
+      type.substr(type.find_last_of('/') == std::string::npos ? 0 : type.find_last_of('/') + 1);
   std::string out;
   for (char c : last) {
     if (c == '_') continue;
@@ -53,13 +56,13 @@ bool IsDuplicateReference(const Problem& problem) {
 
 class Machine {
  public:
-  Machine(const Policy& policy, const Payment& current, Time now)
-      : policy_(policy), now_(now) {
+  Machine(const Policy& policy, const Payment& current, Time now) : policy_(policy), now_(now) {
     d_.next = current;
   }
 
   Decision Run(const Input& input) {
     std::visit([this](const auto& in) { On(in); }, input);
+    CheckDeadline();
     Pump();
     FinishDue();
     p().updated_at = now_;
@@ -273,7 +276,12 @@ class Machine {
       Reject(ev, code::kUnknownOrder, "no purchase for this order");
       return;
     }
-    if (pay.cancel_requested) {
+    const Op* last_cancel = nullptr;
+    for (const Op& op : pay.ops)
+      if (op.kind == OpKind::kCancel) last_cancel = &op;
+    bool retry_failed_cancel =
+        pay.phase == Phase::kAuthorized && last_cancel && last_cancel->status == OpStatus::kFailed;
+    if (pay.cancel_requested && !retry_failed_cancel) {
       Reject(ev, code::kOrderCancelled, "the order is already cancelled");
       return;
     }
@@ -287,15 +295,16 @@ class Machine {
       }
       case Phase::kAuthorized: {
         pay.cancel_requested = true;
+        uint32_t attempt = NextAttempt(OpKind::kCancel, "");
         Op& op = AddOp(OpKind::kCancel, ev.event_id);
         op.description = c.reason.empty() ? "Order cancelled" : c.reason.substr(0, 40);
         if (Utf8Length(op.description) < 0) op.description = "Order cancelled";
-        op.payee_reference = PayeeReference(pay.order_id, OpKind::kCancel, "", 0);
+        op.attempt = attempt;
+        op.payee_reference = PayeeReference(pay.order_id, OpKind::kCancel, "", attempt);
         op.status = OpStatus::kQueued;
         return;
       }
-      default:
-        break;
+      default: break;
     }
     // Not authorized (yet): abort. The purchase is answered authorization_failed
     // (aborted) and this event by `aborted`, unless the payer turns out to have
@@ -306,9 +315,7 @@ class Machine {
     pay.cancel_reason = c.reason;
     switch (pay.phase) {
       case Phase::kAwaitingMsisdn:
-      case Phase::kAwaitingPayer:
-        StartAbort();
-        break;
+      case Phase::kAwaitingPayer: StartAbort(); break;
       case Phase::kAuthorizing: {
         // An authorization POST not yet sent is dropped; one in flight is awaited.
         Op* auth = FindOpenOp(OpKind::kAuthorize);
@@ -319,7 +326,19 @@ class Machine {
         }
         break;
       }
-      default:  // kCreating, kAborting: handled when the running call ends
+      case Phase::kCreating: {
+        // A create waiting in backoff is dropped: no PayEx payment to abort (a
+        // lost earlier attempt, if any, was never authorized). One in flight is
+        // awaited, and the payment aborted once it exists.
+        Op* create = FindOpenOp(OpKind::kCreate);
+        if (create && create->status == OpStatus::kQueued) {
+          create->status = OpStatus::kFailed;
+          create->failure_code = code::kAborted;
+          Aborted();
+        }
+        break;
+      }
+      default:  // kAborting: handled when the running call ends
         break;
     }
   }
@@ -395,7 +414,7 @@ class Machine {
     pay.next_poll_at = Time{};
     if (FindOpenOp(OpKind::kAbort)) return;
     Op& op = AddOp(OpKind::kAbort, pay.cancel_event_id);
-    op.description = !pay.cancel_reason.empty()                ? pay.cancel_reason
+    op.description = !pay.cancel_reason.empty()                  ? pay.cancel_reason
                      : pay.abort_cause == AbortCause::kCancelled ? "order cancelled"
                                                                  : "payer did not confirm in time";
   }
@@ -460,6 +479,13 @@ class Machine {
         call.purchase = pay.purchase;
         break;
       case OpKind::kAuthorize:
+        if (pay.cancel_requested) {
+          // Never push a request to the payer's phone for a cancelled order.
+          op.status = OpStatus::kFailed;
+          op.failure_code = code::kAborted;
+          StartAbort();  // invalidates `op`
+          return false;
+        }
         call.msisdn = pay.msisdn;
         break;
       case OpKind::kCapture:
@@ -493,11 +519,8 @@ class Machine {
         call.amount = op.amount;
         call.vat_amount = op.vat_amount;
         break;
-      case OpKind::kAbort:
-        call.abort_reason = "CancelledByConsumer";
-        break;
-      case OpKind::kRead:
-        break;
+      case OpKind::kAbort: call.abort_reason = "CancelledByConsumer"; break;
+      case OpKind::kRead: break;
     }
     op.status = OpStatus::kInFlight;
     IssueCall(std::move(call), op.id);
@@ -521,8 +544,8 @@ class Machine {
         if (pay.doubt_since == Time{}) pay.doubt_since = now_;
         if (pay.read_wanted || now_ >= doubt->not_before) {
           ++doubt->doubt_reads;
-          Duration start = doubt->status == OpStatus::kPending ? policy_.first_poll * 2
-                                                               : policy_.first_poll;
+          Duration start =
+              doubt->status == OpStatus::kPending ? policy_.first_poll * 2 : policy_.first_poll;
           doubt->not_before = now_ + ReadBackoff(doubt->doubt_reads, start, policy_.slow_poll);
           IssueRead();
         }
@@ -567,8 +590,9 @@ class Machine {
           doubt = true;
           break;
         }
-      if (!doubt) {
-        if (pay.phase == Phase::kAwaitingPayer) Wake(pay.next_poll_at, due);
+      if (!doubt && pay.phase == Phase::kAwaitingPayer) {
+        Wake(pay.next_poll_at, due);  // queued operations wait for the payer (Pump)
+      } else if (!doubt) {
         for (const Op& op : pay.ops)
           if (op.status == OpStatus::kQueued) {
             Wake(std::max(op.not_before, now_), due);
@@ -576,7 +600,8 @@ class Machine {
           }
       }
     }
-    if (pay.phase == Phase::kAwaitingPayer || pay.phase == Phase::kAwaitingMsisdn)
+    if ((pay.phase == Phase::kAwaitingPayer || pay.phase == Phase::kAwaitingMsisdn) &&
+        pay.deadline > now_)
       Wake(pay.deadline, due);
     pay.due_at = due;
   }
@@ -604,15 +629,11 @@ class Machine {
         op->status = OpStatus::kQueued;
         op->not_before = now_ + Backoff(op->transient_tries, op->id);
         return;
-      case ResultClass::kInDoubt:
-        OnInDoubt(*op);
-        return;
+      case ResultClass::kInDoubt: OnInDoubt(*op); return;
       case ResultClass::kDefiniteFailure:
         OnDefiniteFailure(*op, r.problem.value_or(Problem{}));
         return;
-      case ResultClass::kSuccess:
-        OnSuccess(*op, r);
-        return;
+      case ResultClass::kSuccess: OnSuccess(*op, r); return;
     }
   }
 
@@ -654,8 +675,12 @@ class Machine {
         }
         op.status = OpStatus::kFailed;
         op.failure_code = code::kPayexProblem;
-        AuthorizationFailed(code::kPayexProblem, "PayEx refused to create the payment: " +
-                                                     DescribeProblem(problem),
+        if (pay.cancel_requested) {
+          Aborted();  // cancelled meanwhile: answered as a cancellation
+          return;
+        }
+        AuthorizationFailed(code::kPayexProblem,
+                            "PayEx refused to create the payment: " + DescribeProblem(problem),
                             problem.type);
         return;
       case OpKind::kAuthorize: {
@@ -671,7 +696,7 @@ class Machine {
         bool msisdn = false;
         for (const auto& [name, description] : problem.problems)
           if (ContainsNoCase(name, "msisdn")) msisdn = true;
-        std::string c = msisdn ? code::kInvalidMsisdn
+        std::string c = msisdn                   ? code::kInvalidMsisdn
                         : key == "vippsdeclined" ? code::kDeclined
                                                  : code::kPayexProblem;
         op.failure_code = c;
@@ -687,10 +712,23 @@ class Machine {
       case OpKind::kCapture:
       case OpKind::kCancel:
       case OpKind::kReverse:
+        if (IsDuplicateReference(problem) ||
+            (op.doubt_reads > 0 && !op.failure_code.starts_with(kRefusedMark))) {
+          // A resend after doubt was refused (or PayEx says the reference is taken):
+          // the first attempt may have landed after all. Read, and adopt it if it is
+          // there; a refusal other than "duplicate" fails only if PayEx still has no
+          // trace of it.
+          op.failure_code =
+              std::string(IsDuplicateReference(problem) ? kDuplicateMark : kRefusedMark) +
+              problem.type;
+          op.status = OpStatus::kInDoubt;
+          op.not_before = now_;
+          Note(std::string(OpKindName(op.kind)) + " resend refused: reading");
+          return;
+        }
         FailOp(op, code::kPayexProblem, DescribeProblem(problem), problem.type);
         return;
-      case OpKind::kRead:
-        return;
+      case OpKind::kRead: return;
     }
   }
 
@@ -724,8 +762,11 @@ class Machine {
         AdoptAuthorization(op, *r.transaction);
         return;
       case OpKind::kAbort:
-        if (r.snapshot && r.snapshot->state != PaymentState::kAborted &&
-            r.snapshot->state != PaymentState::kUnknown) {
+        if (!r.snapshot || r.snapshot->state == PaymentState::kUnknown) {
+          OnInDoubt(op);  // a 2xx we cannot read: find out by reading
+          return;
+        }
+        if (r.snapshot->state != PaymentState::kAborted) {
           op.status = OpStatus::kFailed;  // answered, but not aborted: find out why
           AbortRefused();
           return;
@@ -742,8 +783,7 @@ class Machine {
         }
         AdoptTransaction(op, *r.transaction);
         return;
-      case OpKind::kRead:
-        return;
+      case OpKind::kRead: return;
     }
   }
 
@@ -761,11 +801,10 @@ class Machine {
         op.status = OpStatus::kFailed;
         std::string type = tx.problem ? tx.problem->type : "";
         std::string key = ProblemKey(type);
-        op.failure_code = key == "vippsdeclined" || key.empty() ? code::kDeclined
-                                                                : code::kPayexProblem;
+        op.failure_code =
+            key == "vippsdeclined" || key.empty() ? code::kDeclined : code::kPayexProblem;
         AuthorizationFailed(op.failure_code,
-                            tx.problem ? DescribeProblem(*tx.problem) : "declined in Vipps",
-                            type);
+                            tx.problem ? DescribeProblem(*tx.problem) : "declined in Vipps", type);
         return;
       }
       case TxState::kAwaitingActivity:
@@ -774,8 +813,8 @@ class Machine {
         return;
       case TxState::kInitialized:
       case TxState::kUnknown:
+        if (op.status != OpStatus::kPending) op.not_before = now_ + policy_.first_poll;
         op.status = OpStatus::kPending;
-        op.not_before = now_ + policy_.first_poll;
         if (pay.phase == Phase::kAuthorizing) {
           pay.phase = Phase::kAwaitingPayer;
           if (pay.deadline == Time{}) pay.deadline = now_ + policy_.confirmation_timeout;
@@ -816,9 +855,7 @@ class Machine {
   void AdoptTransaction(Op& op, const Transaction& tx) {
     op.transaction_id = tx.id;
     switch (tx.state) {
-      case TxState::kCompleted:
-        SucceedOp(op, tx);
-        return;
+      case TxState::kCompleted: SucceedOp(op, tx); return;
       case TxState::kFailed: {
         std::string type = tx.problem ? tx.problem->type : "";
         FailOp(op, code::kPayexProblem,
@@ -826,8 +863,8 @@ class Machine {
         return;
       }
       default:  // Initialized (or unknown): PayEx cannot say yet. Poll, send nothing new.
+        if (op.status != OpStatus::kPending) op.not_before = now_ + policy_.first_poll;
         op.status = OpStatus::kPending;
-        op.not_before = now_ + policy_.first_poll;
         Note(std::string(OpKindName(op.kind)) + " pending at PayEx");
         return;
     }
@@ -869,8 +906,7 @@ class Machine {
         Note("reversed " + std::to_string(op.amount));
         return;
       }
-      default:
-        return;
+      default: return;
     }
   }
 
@@ -910,9 +946,11 @@ class Machine {
     for (Op& op : pay.ops)
       if (op.kind == OpKind::kAbort && IsOpen(op.status)) op.status = OpStatus::kFailed;
     if (pay.cancel_requested && !pay.cancel_event_id.empty()) {
+      uint32_t attempt = NextAttempt(OpKind::kCancel, "");
       Op& op = AddOp(OpKind::kCancel, pay.cancel_event_id);
       op.description = "Order cancelled";
-      op.payee_reference = PayeeReference(pay.order_id, OpKind::kCancel, "", 0);
+      op.attempt = attempt;
+      op.payee_reference = PayeeReference(pay.order_id, OpKind::kCancel, "", attempt);
       pay.cancel_event_id.clear();
     }
   }
@@ -953,15 +991,18 @@ class Machine {
     pay.deadline = Time{};
     pay.next_poll_at = Time{};
     bool cancelled = pay.abort_cause == AbortCause::kCancelled;
-    std::string c = cancelled ? code::kAborted : code::kTimedOut;
+    bool refused = pay.abort_cause == AbortCause::kPayexRefused;
+    std::string c = cancelled ? code::kAborted : refused ? code::kPayexProblem : code::kTimedOut;
     std::string message = cancelled ? "the order was cancelled before the payer approved"
+                          : refused ? "PayEx offers no authorization for this payment"
                           : pay.abort_cause == AbortCause::kMsisdnTimedOut
                               ? "no payer number arrived in time"
                               : "the payer did not confirm in time";
     for (Op& op : pay.ops)
       if (op.kind == OpKind::kAuthorize && IsOpen(op.status)) op.status = OpStatus::kFailed;
-    AnswerPurchase(EventKind::kAuthorizationFailed,
-                   [&](PaymentEvent& ev) { ev.failure = Failure{c, message, ""}; });
+    AnswerPurchase(EventKind::kAuthorizationFailed, [&](PaymentEvent& ev) {
+      ev.failure = Failure{c, message, ""};
+    });
     FailWaiting();
     std::string reason;
     for (const Op& op : pay.ops)
@@ -998,14 +1039,22 @@ class Machine {
             AdoptAuthorization(op, *tx);
           } else if (s.state == PaymentState::kAborted) {
             op.status = OpStatus::kFailed;
+          } else if (s.state == PaymentState::kPending ||
+                     (s.can_authorize && now_ - pay.doubt_since < policy_.call_watchdog)) {
+            // PayEx holds something Initialized, or our POST may still be on its way:
+            // a resend now could push a second request to the payer's phone once the
+            // first lands. Keep reading until no request can still be in transit.
           } else if (s.can_authorize && op.doubt_reads < kMaxAuthorizeDoubtReads) {
             op.status = OpStatus::kQueued;  // PayEx has no trace of it: send it again
             op.not_before = now_;
+            pay.phase = Phase::kAuthorizing;
           } else {
+            // No trace and no way to send it again: close the payment by aborting,
+            // so an authorization that lands late can never stay reserved unseen.
             op.status = OpStatus::kFailed;
             op.failure_code = code::kPayexProblem;
-            AuthorizationFailed(code::kPayexProblem,
-                                "PayEx offers no authorization for this payment", "");
+            if (pay.abort_cause == AbortCause::kNone) pay.abort_cause = AbortCause::kPayexRefused;
+            StartAbort();
           }
           break;
         }
@@ -1018,8 +1067,18 @@ class Machine {
           const Transaction* match = nullptr;
           for (const Transaction& tx : s.transactions)
             if (tx.type == type && tx.payee_reference == op.payee_reference) match = &tx;
+          bool pending_at_payex = s.state == PaymentState::kPending;
+          for (const Transaction& tx : s.transactions)
+            if (tx.state == TxState::kInitialized) pending_at_payex = true;
           if (match) {
             AdoptTransaction(op, *match);
+          } else if (op.failure_code.starts_with(kRefusedMark)) {
+            // PayEx refused the resend and has no trace of the first: a real refusal.
+            std::string type = op.failure_code.substr(std::string(kRefusedMark).size());
+            FailOp(op, code::kPayexProblem, "PayEx refused the request (" + type + ")", type);
+          } else if (op.status == OpStatus::kPending || pending_at_payex ||
+                     op.failure_code.starts_with(kDuplicateMark)) {
+            // Not resolvable yet: keep reading, ever more slowly.
           } else {
             // No trace at PayEx: it never happened. Send again, same reference.
             op.status = OpStatus::kQueued;
@@ -1036,9 +1095,7 @@ class Machine {
             op.not_before = now_;
           }
           break;
-        default:
-          op.status = OpStatus::kQueued;
-          break;
+        default: op.status = OpStatus::kQueued; break;
       }
     }
 
@@ -1063,10 +1120,26 @@ class Machine {
         std::string type = tx->problem ? tx->problem->type : "";
         std::string key = ProblemKey(type);
         if (pay.phase == Phase::kAborting && abort_open) return;  // the abort settles it
-        AuthorizationFailed(key == "vippsdeclined" || key.empty() ? code::kDeclined
-                                                                  : code::kPayexProblem,
-                            tx->problem ? DescribeProblem(*tx->problem) : "declined in Vipps",
-                            type);
+        AuthorizationFailed(
+            key == "vippsdeclined" || key.empty() ? code::kDeclined : code::kPayexProblem,
+            tx->problem ? DescribeProblem(*tx->problem) : "declined in Vipps", type);
+        return;
+      }
+      if (s.state == PaymentState::kFailed) {
+        AuthorizationFailed(code::kPayexProblem, "PayEx failed the payment", "");
+        return;
+      }
+      if ((tx && tx->state == TxState::kInitialized) || s.state == PaymentState::kPending) {
+        // PayEx cannot tell the authorization's outcome (api §6.3): nothing new is
+        // sent (no abort either) until it can; read ever more slowly.
+        Op* auth = nullptr;
+        for (Op& op : pay.ops)
+          if (op.kind == OpKind::kAuthorize && op.status != OpStatus::kFailed) auth = &op;
+        if (auth && auth->status != OpStatus::kPending && auth->status != OpStatus::kInFlight) {
+          auth->status = OpStatus::kPending;
+          auth->not_before = now_ + policy_.first_poll;
+          Note("authorization Initialized at PayEx");
+        }
         return;
       }
       if (pay.phase == Phase::kAwaitingPayer && pay.cancel_requested && !abort_open &&
@@ -1085,21 +1158,41 @@ class Machine {
       Note("no outcome within the watchdog: in doubt");
       ResolveLostCall();
     }
-    bool busy = false;
-    for (const Op& op : pay.ops)
+  }
+
+  bool Busy() const {
+    for (const Op& op : d_.next.ops)
       if (op.status == OpStatus::kInDoubt || op.status == OpStatus::kPending ||
           op.status == OpStatus::kInFlight)
-        busy = true;
-    if (!busy && pay.deadline != Time{} && now_ >= pay.deadline) {
-      if (pay.phase == Phase::kAwaitingPayer) {
-        if (pay.abort_cause == AbortCause::kNone) pay.abort_cause = AbortCause::kTimedOut;
-        Note("confirmation deadline passed");
-        StartAbort();
-      } else if (pay.phase == Phase::kAwaitingMsisdn) {
-        if (pay.abort_cause == AbortCause::kNone) pay.abort_cause = AbortCause::kMsisdnTimedOut;
-        Note("msisdn deadline passed");
-        StartAbort();
+        return true;
+    return false;
+  }
+
+  uint32_t AbortRefusals() const {
+    uint32_t n = 0;
+    for (const Op& op : d_.next.ops)
+      if (op.kind == OpKind::kAbort && op.status == OpStatus::kFailed) ++n;
+    return n;
+  }
+
+  // Deadlines are checked after every input, not only on ticks, so a decision
+  // never leaves a due time in the past. While an outcome is unknown or
+  // Initialized nothing new may be sent, so the deadline waits for it.
+  void CheckDeadline() {
+    Payment& pay = p();
+    if (pay.deadline == Time{} || now_ < pay.deadline || Busy()) return;
+    if (pay.phase == Phase::kAwaitingPayer) {
+      if (AbortRefusals() >= kMaxAbortRefusals) {
+        AuthorizationFailed(code::kPayexProblem, "PayEx refused to abort the payment", "");
+        return;
       }
+      if (pay.abort_cause == AbortCause::kNone) pay.abort_cause = AbortCause::kTimedOut;
+      Note("confirmation deadline passed");
+      StartAbort();
+    } else if (pay.phase == Phase::kAwaitingMsisdn) {
+      if (pay.abort_cause == AbortCause::kNone) pay.abort_cause = AbortCause::kMsisdnTimedOut;
+      Note("msisdn deadline passed");
+      StartAbort();
     }
   }
 

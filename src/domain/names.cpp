@@ -103,10 +103,8 @@ bool IsFailureKind(EventKind kind) {
     case EventKind::kCaptureFailed:
     case EventKind::kCancelFailed:
     case EventKind::kReversalFailed:
-    case EventKind::kRejected:
-      return true;
-    default:
-      return false;
+    case EventKind::kRejected: return true;
+    default: return false;
   }
 }
 

@@ -27,14 +27,18 @@ constexpr uint8_t kEventV1 = 0xE1;
 // Keep in step with types.hpp (the field-count test does not see new enumerators;
 // the enum-range test in serialize_test.cpp does for those with names).
 constexpr uint64_t kMaxPhase = static_cast<uint64_t>(Phase::kAborted);
-constexpr uint64_t kMaxAbortCause = static_cast<uint64_t>(AbortCause::kMsisdnTimedOut);
+constexpr uint64_t kMaxAbortCause = static_cast<uint64_t>(AbortCause::kPayexRefused);
 constexpr uint64_t kMaxOpKind = static_cast<uint64_t>(OpKind::kRead);
 constexpr uint64_t kMaxOpStatus = static_cast<uint64_t>(OpStatus::kFailed);
 constexpr uint64_t kMaxEventKind = static_cast<uint64_t>(EventKind::kRejected);
 
 class Writer {
  public:
-  explicit Writer(uint8_t magic) { out_.push_back(static_cast<char>(magic)); }
+  // `expected` avoids regrowing the buffer for a typical value.
+  Writer(uint8_t magic, size_t expected) {
+    out_.reserve(expected);
+    out_.push_back(static_cast<char>(magic));
+  }
 
   void U64(uint64_t v) {
     while (v >= 0x80) {
@@ -43,9 +47,7 @@ class Writer {
     }
     out_.push_back(static_cast<char>(v));
   }
-  void I64(int64_t v) {
-    U64((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
-  }
+  void I64(int64_t v) { U64((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
   void Bool(bool v) { out_.push_back(v ? 1 : 0); }
   void Str(const std::string& s) {
     U64(s.size());
@@ -78,15 +80,24 @@ class Reader {
   uint64_t U64() {
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
-      if (in_.empty()) { Fail(); return 0; }
+      if (in_.empty()) {
+        Fail();
+        return 0;
+      }
       const uint8_t b = static_cast<uint8_t>(in_[0]);
       in_.remove_prefix(1);
       // The tenth byte may carry only the top bit of a 64-bit value.
-      if (shift == 63 && b > 1) { Fail(); return 0; }
+      if (shift == 63 && b > 1) {
+        Fail();
+        return 0;
+      }
       v |= static_cast<uint64_t>(b & 0x7F) << shift;
       if ((b & 0x80) == 0) {
         // A trailing zero byte would be a second encoding of the same value.
-        if (b == 0 && shift != 0) { Fail(); return 0; }
+        if (b == 0 && shift != 0) {
+          Fail();
+          return 0;
+        }
         return v;
       }
     }
@@ -95,7 +106,10 @@ class Reader {
   }
   uint32_t U32() {
     const uint64_t v = U64();
-    if (v > std::numeric_limits<uint32_t>::max()) { Fail(); return 0; }
+    if (v > std::numeric_limits<uint32_t>::max()) {
+      Fail();
+      return 0;
+    }
     return static_cast<uint32_t>(v);
   }
   int64_t I64() {
@@ -111,7 +125,10 @@ class Reader {
   }
   std::string Str() {
     const uint64_t n = U64();
-    if (n > in_.size()) { Fail(); return std::string(); }
+    if (n > in_.size()) {
+      Fail();
+      return std::string();
+    }
     std::string s(in_.substr(0, n));
     in_.remove_prefix(n);
     return s;
@@ -120,14 +137,20 @@ class Reader {
   template <typename E>
   E Enum(uint64_t max) {
     const uint64_t v = U64();
-    if (v > max) { Fail(); return E{}; }
+    if (v > max) {
+      Fail();
+      return E{};
+    }
     return static_cast<E>(v);
   }
   // An element count: each element takes at least one byte, so a count above the
   // bytes left is malformed (and never drives a huge allocation).
   size_t Count() {
     const uint64_t n = U64();
-    if (n > in_.size()) { Fail(); return 0; }
+    if (n > in_.size()) {
+      Fail();
+      return 0;
+    }
     return static_cast<size_t>(n);
   }
 
@@ -143,7 +166,6 @@ class Reader {
   }
 
  private:
-
   std::string_view in_;
   bool failed_ = false;
 };
@@ -245,7 +267,7 @@ Op GetOp(Reader& r) {
 }  // namespace
 
 std::string EncodePayment(const Payment& p) {
-  Writer w(kPaymentV1);
+  Writer w(kPaymentV1, 1024);
   w.Str(p.order_id);
   w.Enum(p.phase);
   w.Str(p.payment_id);
@@ -315,7 +337,7 @@ std::optional<Payment> DecodePayment(std::string_view bytes) {
 }
 
 std::string EncodePaymentEvent(const PaymentEvent& e) {
-  Writer w(kEventV1);
+  Writer w(kEventV1, 256);
   w.Str(e.event_id);
   w.Str(e.order_id);
   w.Str(e.payment_id);

@@ -17,8 +17,12 @@ namespace payorch::domain {
 using Time = std::chrono::sys_time<std::chrono::milliseconds>;
 using Duration = std::chrono::milliseconds;
 
-inline int64_t ToMillis(Time t) { return t.time_since_epoch().count(); }
-inline Time FromMillis(int64_t ms) { return Time(Duration(ms)); }
+inline int64_t ToMillis(Time t) {
+  return t.time_since_epoch().count();
+}
+inline Time FromMillis(int64_t ms) {
+  return Time(Duration(ms));
+}
 
 // ---------------------------------------------------------------------------
 // Inbound order events (contract.md, "Inbound: order events").
@@ -74,10 +78,10 @@ enum class TxType { kOther, kAuthorization, kCapture, kCancellation, kReversal }
 enum class TxState { kUnknown, kInitialized, kAwaitingActivity, kCompleted, kFailed };
 
 struct Problem {
-  std::string type;    // PayEx problem type URI, or a payorch code for local refusals
+  std::string type;  // PayEx problem type URI, or a payorch code for local refusals
   std::string title;
   std::string detail;
-  int status = 0;      // HTTP status, 0 if none
+  int status = 0;                                             // HTTP status, 0 if none
   std::vector<std::pair<std::string, std::string>> problems;  // {name, description}
 };
 
@@ -134,12 +138,12 @@ struct Op {
   int64_t amount = 0;           // capture/reverse: requested; cancel: released (known after)
   int64_t vat_amount = 0;
   std::string description;
-  std::string caused_by;        // the order event this operation answers
-  uint32_t transient_tries = 0; // consecutive transient failures (backoff exponent)
-  uint32_t doubt_reads = 0;     // reads spent resolving doubt (backoff exponent)
-  Time not_before{};            // backoff: not sent before this time
-  std::string transaction_id;   // PayEx transaction id, once known
-  std::string failure_code;     // set when kFailed
+  std::string caused_by;         // the order event this operation answers
+  uint32_t transient_tries = 0;  // consecutive transient failures (backoff exponent)
+  uint32_t doubt_reads = 0;      // reads spent resolving doubt (backoff exponent)
+  Time not_before{};             // backoff: not sent before this time
+  std::string transaction_id;    // PayEx transaction id, once known
+  std::string failure_code;      // set when kFailed
 };
 
 // The outcome class of one PayEx call (design.md §4).
@@ -155,9 +159,9 @@ const char* ResultClassName(ResultClass c);
 struct PayexResult {
   uint64_t call_id = 0;  // the in-flight call this answers; a mismatch is stale and ignored
   ResultClass result = ResultClass::kSuccess;
-  std::optional<Problem> problem;            // definite failures
-  std::optional<Transaction> transaction;    // authorize, capture, cancel, reverse
-  std::optional<PaymentSnapshot> snapshot;   // create, read, abort
+  std::optional<Problem> problem;           // definite failures
+  std::optional<Transaction> transaction;   // authorize, capture, cancel, reverse
+  std::optional<PaymentSnapshot> snapshot;  // create, read, abort
   int64_t latency_ms = 0;
 };
 
@@ -179,7 +183,7 @@ const char* PhaseName(Phase phase);
 std::optional<Phase> PhaseFromName(const std::string& name);
 
 // Why an abort was started: decides how the purchase is answered.
-enum class AbortCause { kNone, kCancelled, kTimedOut, kMsisdnTimedOut };
+enum class AbortCause { kNone, kCancelled, kTimedOut, kMsisdnTimedOut, kPayexRefused };
 
 struct Balance {
   int64_t authorized = 0;
@@ -216,9 +220,9 @@ struct Payment {
   bool read_wanted = false;    // a callback or poll asked for a fresh GET
   uint32_t polls = 0;          // polls while awaiting the payer (backoff exponent)
   Time created_at{};
-  Time next_poll_at{};         // zero when not polling
-  Time deadline{};             // confirmation / MSISDN deadline; zero when none
-  Time doubt_since{};          // oldest unresolved doubt; zero when none
+  Time next_poll_at{};  // zero when not polling
+  Time deadline{};      // confirmation / MSISDN deadline; zero when none
+  Time doubt_since{};   // oldest unresolved doubt; zero when none
   Time updated_at{};
   // The next time this payment needs Decide(Tick): derived by Decide, indexed by
   // the store. Zero when nothing is scheduled.
@@ -314,18 +318,18 @@ struct PayexCall {
   int64_t amount = 0;
   int64_t vat_amount = 0;
   std::string description;
-  std::string msisdn;           // authorize
-  std::string abort_reason;     // abort
+  std::string msisdn;                         // authorize
+  std::string abort_reason;                   // abort
   std::optional<PurchaseRequested> purchase;  // create
-  std::string expand;           // read: "$expand" value
+  std::string expand;                         // read: "$expand" value
 };
 
 struct Decision {
   Payment next;
-  std::vector<PaymentEvent> events;      // to the outbox, in sequence order
-  std::vector<PayexCall> calls;          // at most one (one call in flight per payment)
-  bool accepted_event = false;           // an order event was consumed (inbox entry)
-  std::string note;                      // one line for the history (the operator's timeline)
+  std::vector<PaymentEvent> events;  // to the outbox, in sequence order
+  std::vector<PayexCall> calls;      // at most one (one call in flight per payment)
+  bool accepted_event = false;       // an order event was consumed (inbox entry)
+  std::string note;                  // one line for the history (the operator's timeline)
 };
 
 }  // namespace payorch::domain

@@ -92,8 +92,8 @@ class Driver {
     t.state = state;
     t.amount = 1500;
     if (state == TxState::kFailed)
-      t.problem = Problem{"https://api.payex.com/psp/errordetail/vipps/vipps_declined", "Declined",
-                          "", 400, {}};
+      t.problem = Problem{
+          "https://api.payex.com/psp/errordetail/vipps/vipps_declined", "Declined", "", 400, {}};
     return t;
   }
 
@@ -143,15 +143,25 @@ Driver InPhase(Phase phase) {
 }
 
 enum class In {
-  kPurchase, kMsisdn, kShipped, kCancelled, kRefund,
-  kSuccess, kDefinite, kTransient, kInDoubt, kStale,
-  kTick, kCallback, kResume,
+  kPurchase,
+  kMsisdn,
+  kShipped,
+  kCancelled,
+  kRefund,
+  kSuccess,
+  kDefinite,
+  kTransient,
+  kInDoubt,
+  kStale,
+  kTick,
+  kCallback,
+  kResume,
 };
 
 const char* InName(In in) {
-  static const char* names[] = {"purchase", "msisdn", "shipped", "cancelled", "refund",
-                                "success", "definite_failure", "transient", "in_doubt",
-                                "stale", "tick", "callback", "resume"};
+  static const char* names[] = {"purchase", "msisdn",           "shipped",   "cancelled", "refund",
+                                "success",  "definite_failure", "transient", "in_doubt",  "stale",
+                                "tick",     "callback",         "resume"};
   return names[static_cast<int>(in)];
 }
 
@@ -161,8 +171,7 @@ PayexResult SuccessFor(const Driver& d) {
   if (!op) return d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)});
   switch (op->kind) {
     case OpKind::kCreate: return d.Created();
-    case OpKind::kAuthorize:
-      return d.Tx(TxType::kAuthorization, TxState::kAwaitingActivity, 1500);
+    case OpKind::kAuthorize: return d.Tx(TxType::kAuthorization, TxState::kAwaitingActivity, 1500);
     case OpKind::kAbort: return d.Snapshot(PaymentState::kAborted, {});
     default: return d.Tx(TxType::kCapture, TxState::kCompleted, op->amount, op->payee_reference);
   }
@@ -179,9 +188,8 @@ Input Make(Driver& d, In in) {
     case In::kDefinite:
       return d.Refused(403, d.Current() && d.Current()->kind == OpKind::kAuthorize
                                 ? "vipps/vipps_error"
-                                : d.Current() && d.Current()->kind == OpKind::kCreate
-                                      ? "inputerror"
-                                      : "forbidden");
+                            : d.Current() && d.Current()->kind == OpKind::kCreate ? "inputerror"
+                                                                                  : "forbidden");
     case In::kTransient: return d.Result(ResultClass::kTransient);
     case In::kInDoubt: return d.Result(ResultClass::kInDoubt);
     case In::kStale: {
@@ -391,7 +399,9 @@ TEST(PhaseByInputTable, CoversEveryPhaseAndInput) {
 
 // ---- scenarios --------------------------------------------------------------
 
-Driver Authorized() { return InPhase(Phase::kAuthorized); }
+Driver Authorized() {
+  return InPhase(Phase::kAuthorized);
+}
 
 void Complete(Driver& d) {
   const Op* op = d.Current();
@@ -677,6 +687,112 @@ TEST(Decide, ValidationRejectsEachBadPurchase) {
   p.description = std::string(20, 'a') + "æøåÆØÅæøåÆØÅæøåÆØÅæø";  // 40 characters, 60 bytes
   ok.Apply(ok.Ev(p));
   EXPECT_EQ(ok.pay.phase, Phase::kCreating);
+}
+
+TEST(Decide, RefusedResendAfterDoubtIsReadNotFailed) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
+  std::string ref = d.last.calls.at(0).payee_reference;
+  d.Apply(d.Result(ResultClass::kInDoubt));
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)}));
+  ASSERT_EQ(d.last.calls.at(0).payee_reference, ref);  // no trace: resent, same reference
+  // The first POST landed meanwhile; PayEx refuses the resend as a duplicate.
+  PayexResult dup = d.Refused(400, "inputerror");
+  dup.problem->problems.push_back({"Transaction.PayeeReference", "already used"});
+  d.Apply(dup);
+  EXPECT_TRUE(d.last.events.empty()) << "must not answer capture_failed";
+  ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kRead);
+  Transaction tx;
+  tx.type = TxType::kCapture;
+  tx.state = TxState::kCompleted;
+  tx.amount = 500;
+  tx.payee_reference = ref;
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted), tx}));
+  EXPECT_EQ(Events(d.last), "captured");
+  EXPECT_EQ(d.pay.balance.captured, 500);
+}
+
+TEST(Decide, CancelWhileAuthorizingNeverSendsTheAuthorizationAgain) {
+  Driver d = InPhase(Phase::kAuthorizing);
+  d.Apply(d.Ev(OrderCancelled{"x"}));
+  d.Apply(d.Result(ResultClass::kTransient));  // the POST never reached PayEx
+  d.now = d.pay.due_at;                        // its retry comes due
+  d.Apply(Tick{});
+  ASSERT_EQ(d.last.calls.size(), 1u);
+  EXPECT_EQ(d.last.calls[0].kind, OpKind::kAbort);
+  d.Apply(d.Snapshot(PaymentState::kAborted, {}));
+  EXPECT_EQ(Events(d.last), "authorization_failed/aborted,aborted");
+}
+
+TEST(Decide, InitializedIsReadEverMoreSlowly) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
+  std::string ref = d.last.calls.at(0).payee_reference;
+  d.Apply(d.Tx(TxType::kCapture, TxState::kInitialized, 500, ref));
+  Transaction tx;
+  tx.type = TxType::kCapture;
+  tx.state = TxState::kInitialized;
+  tx.amount = 500;
+  tx.payee_reference = ref;
+  Duration previous{0};
+  for (int i = 0; i < 12; ++i) {
+    Duration wait = d.pay.due_at - d.now;
+    EXPECT_GE(wait, previous);
+    EXPECT_LE(wait, d.policy.slow_poll);
+    previous = wait;
+    d.now = d.pay.due_at;
+    d.Apply(Tick{});
+    ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kRead);
+    d.Apply(d.Snapshot(PaymentState::kPending, {Driver::AuthTx(TxState::kCompleted), tx}));
+  }
+  EXPECT_EQ(previous, d.policy.slow_poll);
+}
+
+TEST(Decide, AuthorizationInitializedBlocksTheDeadlineAbort) {
+  Driver d = InPhase(Phase::kAwaitingPayer);
+  d.Apply(d.Snapshot(PaymentState::kPending, {Driver::AuthTx(TxState::kInitialized)}));
+  d.Apply(d.Ev(OrderCancelled{"x"}));
+  for (int i = 0; i < 20; ++i) {
+    d.now = d.pay.due_at;
+    d.Apply(Tick{});
+    for (const auto& c : d.last.calls) ASSERT_EQ(c.kind, OpKind::kRead);
+    if (!d.last.calls.empty())
+      d.Apply(d.Snapshot(PaymentState::kPending, {Driver::AuthTx(TxState::kInitialized)}));
+  }
+  EXPECT_GT(d.now, FromMillis(1'800'000'000'000) + d.policy.confirmation_timeout);
+  // PayEx settles it: the abort may go now.
+  d.now = d.pay.due_at;
+  d.Apply(Tick{});
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kAwaitingActivity)}));
+  ASSERT_EQ(d.last.calls.size(), 1u);
+  EXPECT_EQ(d.last.calls[0].kind, OpKind::kAbort);
+}
+
+TEST(Decide, AFailedCancelMayBeRequestedAgain) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderCancelled{""}));
+  std::string first = d.last.calls.at(0).payee_reference;
+  d.Apply(d.Refused(502, "bad_gateway_but_definite"));
+  EXPECT_EQ(Events(d.last), "cancel_failed/payex_problem");
+  d.Apply(d.Ev(OrderCancelled{""}));
+  ASSERT_EQ(d.last.calls.size(), 1u);
+  EXPECT_NE(d.last.calls[0].payee_reference, first);
+  Complete(d);
+  EXPECT_EQ(Events(d.last), "cancelled");
+}
+
+TEST(Decide, PaymentFailedAtPayExEndsTheAuthorization) {
+  Driver d = InPhase(Phase::kAwaitingPayer);
+  d.Apply(d.Snapshot(PaymentState::kFailed, {}));
+  EXPECT_EQ(Events(d.last), "authorization_failed/payex_problem");
+}
+
+TEST(Decide, CancelWhileCreateWaitsInBackoffAbortsWithoutPayEx) {
+  Driver d = InPhase(Phase::kCreating);
+  d.Apply(d.Result(ResultClass::kTransient));
+  d.Apply(d.Ev(OrderCancelled{"x"}));
+  EXPECT_TRUE(d.last.calls.empty());
+  EXPECT_EQ(Events(d.last), "authorization_failed/aborted,aborted");
 }
 
 TEST(Decide, IsPureSameInputsSameDecision) {

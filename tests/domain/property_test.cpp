@@ -7,9 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <deque>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <random>
 
 #include "payex_model.hpp"
@@ -23,6 +23,7 @@ struct Faults {
   double transient = 0;     // nothing reached PayEx
   double doubt_before = 0;  // in doubt, nothing happened
   double doubt_after = 0;   // in doubt, the effect happened
+  double deferred = 0;      // in doubt, the effect lands later (after reads, even resends)
   double lost = 0;          // the result never arrives (watchdog or restart finds it)
   double duplicate = 0;     // the result arrives twice
   double delay = 0;         // the result arrives later, after other inputs
@@ -114,6 +115,16 @@ class Life {
                    static_cast<long long>((ToMillis(now_) - 1'700'000'000'000) / 1000),
                    PhaseName(pay_.phase), PhaseName(d.next.phase), d.note.c_str());
     ASSERT_LE(d.calls.size(), 1u);
+    // A decision never leaves its next wake-up in the past (that would spin).
+    ASSERT_TRUE(d.next.due_at == Time{} || d.next.due_at > now_)
+        << "due_at not after now; " << d.note;
+    for (const auto& call : d.calls) {
+      ASSERT_FALSE(call.kind == OpKind::kAuthorize && d.next.cancel_requested)
+          << "authorization pushed to the payer after a cancel";
+      // Nothing new while PayEx last said a transaction is Initialized.
+      ASSERT_FALSE(known_pending_ && call.kind != OpKind::kRead)
+          << OpKindName(call.kind) << " sent while PayEx holds a transaction Initialized";
+    }
     std::string broken = CheckInvariants(d.next);
     ASSERT_EQ(broken, "") << "after " << d.note;
     for (const auto& ev : d.events) {
@@ -121,8 +132,8 @@ class Life {
       ASSERT_EQ(ev.event_id, PaymentEventId(order_id_, ev.sequence));
       answers_[ev.caused_by_event_id].push_back(ev);
       ASSERT_EQ(answers_[ev.caused_by_event_id].size(), 1u)
-          << "event " << ev.caused_by_event_id << " answered twice; second: "
-          << EventKindName(ev.kind) << " note: " << d.note;
+          << "event " << ev.caused_by_event_id
+          << " answered twice; second: " << EventKindName(ev.kind) << " note: " << d.note;
       published_.push_back(ev);
     }
     // No payeeReference ever stands for two different operations.
@@ -146,6 +157,9 @@ class Life {
       result.result = ResultClass::kTransient;
     } else if (r < faults_.transient + faults_.doubt_before) {
       result.result = ResultClass::kInDoubt;
+    } else if (r < faults_.transient + faults_.doubt_before + faults_.deferred) {
+      result.result = ResultClass::kInDoubt;
+      deferred_.push_back({call, now_});  // reaches PayEx later, or never
     } else {
       result = model_.Execute(call, Roll());
       if (Roll() < faults_.doubt_after) {
@@ -164,6 +178,16 @@ class Life {
     size_t i = Roll() < faults_.delay && results_.size() > 1 ? 1 : 0;
     PayexResult r = results_[i];
     results_.erase(results_.begin() + static_cast<long>(i));
+    if (r.call_id == pay_.in_flight.call_id && r.result == ResultClass::kSuccess) {
+      // What payorch learns of PayEx's Pending state from this answer.
+      if (r.snapshot) {
+        known_pending_ = r.snapshot->state == PaymentState::kPending;
+        for (const auto& tx : r.snapshot->transactions)
+          if (tx.state == TxState::kInitialized) known_pending_ = true;
+      } else if (r.transaction && r.transaction->state == TxState::kInitialized) {
+        known_pending_ = true;
+      }
+    }
     Apply(r);
   }
 
@@ -198,9 +222,7 @@ class Life {
         if (next_event_ > 0 && Roll() < 0.3) DeliverEvent(script_[Pick(int(next_event_))]);
         break;
       case 3:
-      case 4:
-        DeliverResult();
-        break;
+      case 4: DeliverResult(); break;
       case 5:
         Advance(Duration(Amount(100, 15'000)));
         TickIfDue();
@@ -209,7 +231,17 @@ class Life {
         if (model_.PayerAnswers(order_id_, Roll() < 0.7)) Callback();
         break;
       case 7:
-        if (model_.ResolveInitialized(order_id_, Roll() < 0.8)) Callback();
+        if (!deferred_.empty() && Roll() < 0.5) {
+          // A request lands late, but within the watchdog: after that no server
+          // still works on it (then it is dropped: it never happened).
+          if (now_ < deferred_.front().second + policy_.call_watchdog)
+            model_.Execute(deferred_.front().first, Roll());
+          deferred_.erase(deferred_.begin());
+        } else if (Roll() < 0.2 && model_.AuthorizationBecomesInitialized(order_id_)) {
+          break;
+        } else if (model_.ResolveInitialized(order_id_, Roll() < 0.8)) {
+          Callback();
+        }
         break;
       case 8:
         if (Roll() < faults_.restart) {
@@ -221,7 +253,7 @@ class Life {
         break;
       case 9:
         if (pay_.due_at != Time{}) {
-          now_ = std::max(now_, pay_.due_at);
+          now_ = pay_.due_at;
           Apply(Tick{});
         }
         break;
@@ -231,6 +263,9 @@ class Life {
   // No more faults: let everything settle, as a real system eventually does.
   void Drain() {
     faults_ = Faults{};
+    for (const auto& [call, sent] : deferred_)
+      if (now_ < sent + policy_.call_watchdog) model_.Execute(call, Roll());
+    deferred_.clear();
     for (int i = 0; i < 2000 && !HasFailure(); ++i) {
       if (next_event_ < script_.size()) {
         DeliverEvent(script_[next_event_++]);
@@ -246,11 +281,10 @@ class Life {
       }
       if (model_.ResolveInitialized(order_id_, Roll() < 0.8)) continue;
       if (pay_.due_at == Time{}) return;
-      now_ = std::max(now_, pay_.due_at);
+      now_ = pay_.due_at;
       Apply(Tick{});
     }
-    FAIL() << "did not settle; phase " << PhaseName(pay_.phase) << " due "
-           << ToMillis(pay_.due_at);
+    FAIL() << "did not settle; phase " << PhaseName(pay_.phase) << " due " << ToMillis(pay_.due_at);
   }
 
   void FinalChecks() {
@@ -270,6 +304,17 @@ class Life {
           EXPECT_EQ(++completed_per_operation[ref_owner_[tx.payee_reference]], 1)
               << "two effects for " << ref_owner_[tx.payee_reference];
         }
+    // A failed answer means PayEx has no effect under any reference of that operation.
+    std::set<std::string> completed_refs;
+    for (const auto& [id, p] : model_.Payments())
+      for (const auto& tx : p.txs)
+        if (tx.state == TxState::kCompleted) completed_refs.insert(tx.payee_reference);
+    for (const Op& op : pay_.ops)
+      if (op.status == OpStatus::kFailed && op.kind != OpKind::kCreate &&
+          !op.payee_reference.empty()) {
+        EXPECT_FALSE(completed_refs.count(op.payee_reference))
+            << OpKindName(op.kind) << " answered failed but PayEx did it";
+      }
     // payorch's ledger is PayEx's ledger.
     const ModelPayment* m = model_.AuthorizedPayment(order_id_);
     const Balance& b = pay_.balance;
@@ -304,6 +349,8 @@ class Life {
   int event_counter_ = 0;
   std::set<std::string> inbox_;
   std::deque<PayexResult> results_;
+  std::vector<std::pair<PayexCall, Time>> deferred_;
+  bool known_pending_ = false;
   std::vector<PaymentEvent> published_;
   std::map<std::string, std::vector<PaymentEvent>> answers_;
   std::map<std::string, std::string> ref_owner_;
@@ -335,6 +382,9 @@ struct Coverage {
 
 void RunMany(uint64_t first_seed, int count, Faults faults) {
   Coverage coverage;
+  // PAYORCH_PROPERTY_SCALE=N runs N times as many lives (for a deeper search).
+  if (const char* scale = std::getenv("PAYORCH_PROPERTY_SCALE"))
+    count *= std::max(1, std::atoi(scale));
   // PAYORCH_SEED=N replays one life (with PAYORCH_TRACE=1 to see every decision).
   if (const char* only = std::getenv("PAYORCH_SEED")) {
     uint64_t s = std::strtoull(only, nullptr, 10);
@@ -350,6 +400,8 @@ void RunMany(uint64_t first_seed, int count, Faults faults) {
     mo.initialized_rate = (opts_rng() % 100) < 30 ? 0.15 : 0.0;
     mo.tx_failed_rate = (opts_rng() % 100) < 30 ? 0.1 : 0.0;
     mo.instant_approve_rate = (opts_rng() % 100) < 30 ? 0.5 : 0.0;
+    mo.auth_initialized_rate = (opts_rng() % 100) < 20 ? 0.2 : 0.0;
+    mo.abort_while_awaiting = (opts_rng() % 100) < 80;
     Life life(seed, faults, mo);
     life.Run();
     coverage.Add(life);
@@ -361,13 +413,16 @@ void RunMany(uint64_t first_seed, int count, Faults faults) {
   if (count > 1) coverage.Check();
 }
 
-TEST(DecideProperty, CleanLives) { RunMany(1, 2000, Faults{}); }
+TEST(DecideProperty, CleanLives) {
+  RunMany(1, 2000, Faults{});
+}
 
 TEST(DecideProperty, LivesWithEveryFault) {
   Faults f;
   f.transient = 0.08;
   f.doubt_before = 0.05;
   f.doubt_after = 0.08;
+  f.deferred = 0.05;
   f.lost = 0.05;
   f.duplicate = 0.1;
   f.delay = 0.3;
@@ -380,6 +435,7 @@ TEST(DecideProperty, LivesWithHeavyDoubt) {
   Faults f;
   f.doubt_before = 0.2;
   f.doubt_after = 0.3;
+  f.deferred = 0.15;
   f.lost = 0.1;
   f.restart = 0.5;
   RunMany(900'000, 2000, f);
