@@ -1,0 +1,61 @@
+// Configuration of the bus adapter: broker URL, the contract's names (all
+// configurable, contract.md), queue arguments and the knobs of consumer, publisher
+// and reconnects. A plain value; Validate() says what is wrong, at start-up.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace payorch::bus {
+
+struct Topology {
+  std::string orders_exchange = "payorch.orders";  // topic, durable
+  std::string orders_queue = "payorch.orders";     // quorum, durable
+  std::string orders_binding = "order.#";
+  std::string dead_letter_exchange = "payorch.orders.dlx";  // topic, durable
+  std::string dead_letter_queue = "payorch.orders.dead";    // classic, durable; bound with "#"
+  std::string payments_exchange = "payorch.payments";       // topic, durable
+  // Deliveries of one message before the broker dead-letters it (x-delivery-limit):
+  // a poison message that crashes or keeps failing the engine ends up in the dead
+  // letter queue with its x-death headers instead of looping for ever.
+  int64_t delivery_limit = 20;
+  // x-dead-letter-strategy=at-least-once (needs x-overflow=reject-publish): the broker
+  // keeps a message in the orders queue until the dead-letter queue has confirmed it,
+  // so dead-lettering by delivery limit loses nothing either.
+  bool at_least_once_dead_lettering = true;
+};
+
+struct BusConfig {
+  // amqp://user:password@host:port/vhost (vhost "/" is written as an empty path or %2f).
+  std::string url = "amqp://guest:guest@127.0.0.1:5672/";
+  Topology topology;
+
+  // Consumer: unacked deliveries the broker may have outstanding (basic.qos). Bounds
+  // the engine's work in flight and the memory of a burst.
+  uint16_t prefetch = 256;
+  std::string consumer_tag = "payorchd";
+
+  // Publisher: publishes sent and not yet confirmed. Beyond it, submissions wait in
+  // the publisher's queue.
+  size_t max_in_flight = 10000;
+  // A confirm slower than this means a stuck connection (e.g. blocked by a broker
+  // alarm): the connection is dropped, every pending publish fails and is retried by
+  // its owner after the reconnect.
+  std::chrono::milliseconds confirm_timeout{30'000};
+
+  // Both links.
+  uint16_t heartbeat_seconds = 30;
+  std::chrono::milliseconds connect_timeout{5'000};
+  std::chrono::milliseconds reconnect_min{100};  // first retry, doubled per failure
+  std::chrono::milliseconds reconnect_max{10'000};
+  // Declare the topology on every (re)connect, not only at start: a broker that lost
+  // its definitions (a new node, a deleted queue) gets them back.
+  bool declare_topology = true;
+
+  // An error message for the first bad value, or nullopt when all is well.
+  std::optional<std::string> Validate() const;
+};
+
+}  // namespace payorch::bus

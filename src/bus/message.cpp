@@ -1,0 +1,134 @@
+#include "bus/message.hpp"
+
+#include <cstdio>
+
+#include "bus/amqp_link.hpp"
+#include "bus/config.hpp"
+#include "codec/codec.hpp"
+
+namespace payorch::bus {
+
+std::optional<int64_t> FieldValue::AsInt() const {
+  switch (kind) {
+    case 'b':
+    case 's':
+    case 'I':
+    case 'l': return i;
+    case 'B':
+    case 'u':
+    case 'i':
+    case 'L': return static_cast<int64_t>(u);
+    default: return std::nullopt;
+  }
+}
+
+std::string FieldValue::ToText() const {
+  switch (kind) {
+    case 't': return i ? "true" : "false";
+    case 'b':
+    case 's':
+    case 'I':
+    case 'l': return std::to_string(i);
+    case 'B':
+    case 'u':
+    case 'i':
+    case 'L':
+    case 'T': return std::to_string(u);
+    case 'f':
+    case 'd': {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", f);
+      return buf;
+    }
+    case 'D': {
+      std::string digits = std::to_string(u);
+      if (decimals == 0) return digits;
+      while (digits.size() <= decimals) digits.insert(digits.begin(), '0');
+      return digits.substr(0, digits.size() - decimals) + "." +
+             digits.substr(digits.size() - decimals);
+    }
+    case 'S':
+    case 'x': return s;
+    case 'A': {
+      std::string out = "[";
+      for (size_t n = 0; n < array.size(); ++n) out += (n ? "," : "") + array[n].ToText();
+      return out + "]";
+    }
+    case 'F': {
+      std::string out = "{";
+      bool first = true;
+      for (const auto& [key, value] : table) {
+        out += (first ? "" : ",") + key + ":" + value.ToText();
+        first = false;
+      }
+      return out + "}";
+    }
+    default: return "";
+  }
+}
+
+std::optional<std::string> HeaderString(const Table& headers, std::string_view name) {
+  auto it = headers.find(std::string(name));
+  if (it == headers.end() || !it->second.IsString()) return std::nullopt;
+  return it->second.s;
+}
+
+Message PaymentEventMessage(const domain::PaymentEvent& event, const std::string& exchange) {
+  Message m;
+  m.exchange = exchange;
+  m.routing_key = codec::RoutingKey(event.kind);
+  m.body = codec::EncodePaymentEvent(event);
+  m.properties.content_type = std::string(codec::kContentTypeProtobuf);
+  m.properties.type = std::string(codec::kPaymentEventType);
+  m.properties.message_id = event.event_id;
+  m.properties.correlation_id = event.order_id;
+  m.properties.delivery_mode = 2;
+  if (event.occurred_at != domain::Time{})
+    m.properties.timestamp = static_cast<uint64_t>(domain::ToMillis(event.occurred_at) / 1000);
+  return m;
+}
+
+const char* PublishStatusName(PublishStatus status) {
+  switch (status) {
+    case PublishStatus::kConfirmed: return "confirmed";
+    case PublishStatus::kNacked: return "nacked";
+    case PublishStatus::kReturned: return "returned";
+    case PublishStatus::kConnectionLost: return "connection_lost";
+    case PublishStatus::kNotConnected: return "not_connected";
+    case PublishStatus::kStopped: return "stopped";
+  }
+  return "unknown";
+}
+
+std::optional<std::string> BusConfig::Validate() const {
+  try {
+    detail::ParseUrl(url);
+  } catch (const std::invalid_argument& e) {
+    return std::string("url: ") + e.what();
+  }
+  const Topology& t = topology;
+  for (const auto& [key, value] : {std::pair{"orders_exchange", &t.orders_exchange},
+                                   {"orders_queue", &t.orders_queue},
+                                   {"orders_binding", &t.orders_binding},
+                                   {"dead_letter_exchange", &t.dead_letter_exchange},
+                                   {"dead_letter_queue", &t.dead_letter_queue},
+                                   {"payments_exchange", &t.payments_exchange}}) {
+    if (value->empty()) return std::string(key) + " must not be empty";
+    if (value->size() > 255) return std::string(key) + " is longer than 255 bytes";
+  }
+  if (t.orders_queue == t.dead_letter_queue)
+    return "orders_queue and dead_letter_queue must differ";
+  if (t.orders_exchange == t.dead_letter_exchange)
+    return "orders_exchange and dead_letter_exchange must differ";
+  if (t.delivery_limit < 1) return "delivery_limit must be at least 1";
+  if (prefetch == 0) return "prefetch must be at least 1 (0 would mean unbounded)";
+  if (max_in_flight == 0) return "max_in_flight must be at least 1";
+  if (confirm_timeout.count() <= 0) return "confirm_timeout must be positive";
+  if (connect_timeout.count() <= 0) return "connect_timeout must be positive";
+  if (reconnect_min.count() <= 0 || reconnect_max < reconnect_min)
+    return "reconnect_min must be positive and not above reconnect_max";
+  if (consumer_tag.empty()) return "consumer_tag must not be empty";
+  return std::nullopt;
+}
+
+}  // namespace payorch::bus

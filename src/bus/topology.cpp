@@ -1,0 +1,244 @@
+#include "bus/topology.hpp"
+
+#include "bus/amqp_link.hpp"
+
+namespace payorch::bus {
+namespace {
+
+using detail::AmqpError;
+using detail::AmqpValues;
+using detail::Bytes;
+using detail::Connection;
+
+constexpr uint16_t kPreconditionFailed = 406;
+constexpr uint16_t kAccessRefused = 403;
+constexpr uint16_t kNotFound = 404;
+
+std::string Describe(const Table& args) {
+  std::string out;
+  for (const auto& [key, value] : args) {
+    if (!out.empty()) out += ", ";
+    out += key + "=" + value.ToText();
+  }
+  return out;
+}
+
+[[noreturn]] void Explain(const AmqpError& e, const std::string& kind, const std::string& name,
+                          const std::string& wanted) {
+  if (e.reply_code() == kPreconditionFailed)
+    throw TopologyError(
+        kind + " '" + name + "' already exists on the broker with settings that differ from " +
+            "payorch's (" + e.what() + "). payorch needs it as: " + wanted +
+            ". Refusing to start rather than run with different dead-lettering or durability. "
+            "Either delete the " +
+            kind + " (move its messages first), or configure another " + kind +
+            " name, or change the bus settings to match.",
+        e.reply_code());
+  if (e.reply_code() == kAccessRefused)
+    throw BusError("not allowed to declare " + kind + " '" + name +
+                       "': give the AMQP user configure permission on it (" + e.what() + ")",
+                   e.reply_code());
+  throw BusError("declaring " + kind + " '" + name + "': " + e.what(), e.reply_code());
+}
+
+void DeclareExchange(Connection& c, amqp_channel_t ch, const std::string& name) {
+  try {
+    amqp_exchange_declare(c.get(), ch, Bytes(name), amqp_cstring_bytes("topic"),
+                          /*passive=*/0, /*durable=*/1, /*auto_delete=*/0, /*internal=*/0,
+                          amqp_empty_table);
+    c.Check("exchange.declare " + name);
+  } catch (const AmqpError& e) {
+    if (!e.channel_level()) throw BusError(e.what(), e.reply_code());
+    Explain(e, "exchange", name, "a durable topic exchange");
+  }
+}
+
+void DeclareQueue(Connection& c, amqp_channel_t ch, const std::string& name, const Table& args,
+                  const std::string& wanted) {
+  try {
+    AmqpValues values;
+    amqp_queue_declare(c.get(), ch, Bytes(name), /*passive=*/0, /*durable=*/1,
+                       /*exclusive=*/0, /*auto_delete=*/0, values.MakeTable(args));
+    c.Check("queue.declare " + name);
+  } catch (const AmqpError& e) {
+    if (!e.channel_level()) throw BusError(e.what(), e.reply_code());
+    Explain(e, "queue", name, wanted);
+  }
+}
+
+void Bind(Connection& c, amqp_channel_t ch, const std::string& queue, const std::string& exchange,
+          const std::string& key) {
+  try {
+    amqp_queue_bind(c.get(), ch, Bytes(queue), Bytes(exchange), Bytes(key), amqp_empty_table);
+    c.Check("queue.bind " + queue + " to " + exchange + " with " + key);
+  } catch (const AmqpError& e) {
+    throw BusError(e.what(), e.reply_code());
+  }
+}
+
+}  // namespace
+
+Table OrdersQueueArguments(const Topology& t) {
+  Table args;
+  args["x-queue-type"] = FieldValue::String("quorum");
+  args["x-dead-letter-exchange"] = FieldValue::String(t.dead_letter_exchange);
+  args["x-delivery-limit"] = FieldValue::Int(t.delivery_limit);
+  if (t.at_least_once_dead_lettering) {
+    args["x-dead-letter-strategy"] = FieldValue::String("at-least-once");
+    args["x-overflow"] = FieldValue::String("reject-publish");
+  }
+  return args;
+}
+
+void DeclareTopology(Connection& c, const Topology& t, uint16_t ch) {
+  c.OpenChannel(ch);
+  DeclareExchange(c, ch, t.orders_exchange);
+  DeclareExchange(c, ch, t.dead_letter_exchange);
+  DeclareExchange(c, ch, t.payments_exchange);
+  DeclareQueue(c, ch, t.dead_letter_queue, {}, "a durable classic queue without arguments");
+  Bind(c, ch, t.dead_letter_queue, t.dead_letter_exchange, "#");
+  Table args = OrdersQueueArguments(t);
+  DeclareQueue(c, ch, t.orders_queue, args, "a durable queue with " + Describe(args));
+  Bind(c, ch, t.orders_queue, t.orders_exchange, t.orders_binding);
+  amqp_channel_close(c.get(), ch, AMQP_REPLY_SUCCESS);
+  c.Check("closing the topology channel");
+}
+
+void DeclareTopology(const BusConfig& config) {
+  if (auto bad = config.Validate()) throw BusError("bad bus configuration: " + *bad);
+  try {
+    Connection c(config, "payorch topology");
+    DeclareTopology(c, config.topology);
+  } catch (const AmqpError& e) {
+    throw BusError(e.what(), e.reply_code());
+  }
+}
+
+// --- Admin -----------------------------------------------------------------
+
+Admin::Admin(const BusConfig& config, const std::string& connection_name) {
+  try {
+    connection_ = std::make_unique<Connection>(config, connection_name);
+    connection_->OpenChannel(channel_);
+  } catch (const AmqpError& e) {
+    throw BusError(e.what(), e.reply_code());
+  } catch (const std::invalid_argument& e) {
+    throw BusError(e.what());
+  }
+}
+
+Admin::~Admin() = default;
+
+// Runs `f` on the admin channel. A channel error (404 on a passive declare, say)
+// closes the channel on the broker's side: a fresh one is opened for the next call.
+template <typename F>
+auto Admin::OnChannel(const std::string& what, F&& f) {
+  try {
+    return f();
+  } catch (const AmqpError& e) {
+    if (e.channel_level()) {
+      channel_ = next_channel_++;
+      try {
+        connection_->OpenChannel(channel_);
+      } catch (const AmqpError&) {
+      }
+    }
+    throw BusError(what + ": " + e.what(), e.reply_code());
+  }
+}
+
+void Admin::DeclareTopology(const Topology& topology) {
+  // On a channel of its own, never reused: a refusal closes it on the broker's side.
+  try {
+    bus::DeclareTopology(*connection_, topology, next_channel_++);
+  } catch (const BusError&) {
+    throw;
+  } catch (const AmqpError& e) {
+    throw BusError(e.what(), e.reply_code());
+  }
+}
+
+void Admin::DeleteQueue(const std::string& queue) {
+  OnChannel("deleting queue " + queue, [&] {
+    amqp_queue_delete(connection_->get(), channel_, Bytes(queue), 0, 0);
+    connection_->Check("queue.delete");
+  });
+}
+
+void Admin::DeleteExchange(const std::string& exchange) {
+  OnChannel("deleting exchange " + exchange, [&] {
+    amqp_exchange_delete(connection_->get(), channel_, Bytes(exchange), 0);
+    connection_->Check("exchange.delete");
+  });
+}
+
+void Admin::DeleteTopology(const Topology& t) {
+  for (const auto* q : {&t.orders_queue, &t.dead_letter_queue}) DeleteQueue(*q);
+  for (const auto* x : {&t.orders_exchange, &t.dead_letter_exchange, &t.payments_exchange})
+    DeleteExchange(*x);
+}
+
+void Admin::DeclareQueue(const std::string& queue, bool durable, const Table& arguments) {
+  OnChannel("declaring queue " + queue, [&] {
+    AmqpValues values;
+    amqp_queue_declare(connection_->get(), channel_, Bytes(queue), 0, durable, 0, 0,
+                       values.MakeTable(arguments));
+    connection_->Check("queue.declare");
+  });
+}
+
+void Admin::DeclareExchange(const std::string& exchange, const std::string& type) {
+  OnChannel("declaring exchange " + exchange, [&] {
+    amqp_exchange_declare(connection_->get(), channel_, Bytes(exchange), Bytes(type), 0, 1, 0, 0,
+                          amqp_empty_table);
+    connection_->Check("exchange.declare");
+  });
+}
+
+void Admin::Bind(const std::string& queue, const std::string& exchange, const std::string& key) {
+  OnChannel("binding queue " + queue, [&] {
+    amqp_queue_bind(connection_->get(), channel_, Bytes(queue), Bytes(exchange), Bytes(key),
+                    amqp_empty_table);
+    connection_->Check("queue.bind");
+  });
+}
+
+std::optional<uint32_t> Admin::QueueDepth(const std::string& queue) {
+  try {
+    return OnChannel("queue depth of " + queue, [&]() -> std::optional<uint32_t> {
+      auto* ok = amqp_queue_declare(connection_->get(), channel_, Bytes(queue), /*passive=*/1, 0, 0,
+                                    0, amqp_empty_table);
+      connection_->Check("queue.declare passive");
+      return ok->message_count;
+    });
+  } catch (const BusError& e) {
+    if (e.reply_code() == kNotFound) return std::nullopt;
+    throw;
+  }
+}
+
+std::optional<GotMessage> Admin::Take(const std::string& queue) {
+  return OnChannel("basic.get from " + queue, [&]() -> std::optional<GotMessage> {
+    amqp_rpc_reply_t reply = amqp_basic_get(connection_->get(), channel_, Bytes(queue), 1);
+    connection_->Check(reply, "basic.get");
+    if (reply.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) return std::nullopt;
+    auto* ok = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded);
+    GotMessage m;
+    m.exchange = detail::ToString(ok->exchange);
+    m.routing_key = detail::ToString(ok->routing_key);
+    m.redelivered = ok->redelivered;
+    m.remaining = ok->message_count;
+    connection_->ReadContent(channel_, m.properties, m.body);
+    return m;
+  });
+}
+
+uint32_t Admin::Purge(const std::string& queue) {
+  return OnChannel("purging " + queue, [&] {
+    auto* ok = amqp_queue_purge(connection_->get(), channel_, Bytes(queue));
+    connection_->Check("queue.purge");
+    return ok->message_count;
+  });
+}
+
+}  // namespace payorch::bus

@@ -1,0 +1,199 @@
+// The durable state of payorch in one SQLite file (WAL, synchronous=FULL): payments,
+// inbox, outbox, PayEx operations and history. CommitBatch makes a batch of
+// decisions durable in one transaction and one fsync (design.md §3, group commit).
+// Thread: a Store owns one SQLite connection and is used by one thread at a time;
+// open one Store per thread (they may share the file), never share a Store.
+// Errors: Open throws StoreError naming the file and what to do; writes return a
+// [[nodiscard]] WriteResult (nothing of a failed write is stored); queries throw
+// StoreError only when the file or the disk is broken. After a failed write that
+// is not kConstraint or kLocked, stop and restart: what is on disk is consistent.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "domain/types.hpp"
+
+namespace payorch::store {
+
+enum class ErrorCode {
+  kCorrupt,     // not a database, malformed, failed quick_check, a body that does not decode
+  kForeign,     // an SQLite file that is not a payorch store
+  kTooNew,      // schema written by a newer payorch than this one
+  kMissing,     // the file does not exist and Options::create_if_missing is off
+  kUnwritable,  // the file, its directory or its -wal/-shm cannot be created or written
+  kLocked,      // another connection held the lock longer than busy_timeout
+  kConstraint,  // a write broke a constraint (a duplicate event id, a reused call id, ...)
+  kFull,        // the disk is full
+  kIo,          // any other SQLite or IO failure
+};
+const char* ErrorCodeName(ErrorCode code);
+
+class StoreError : public std::runtime_error {
+ public:
+  StoreError(ErrorCode code, const std::string& message)
+      : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+struct Options {
+  // Off for a daemon that must find its existing state: a missing file is then an error.
+  bool create_if_missing = true;
+  // How long a statement waits for another connection's lock before kLocked.
+  std::chrono::milliseconds busy_timeout{5000};
+  // PRAGMA quick_check at Open; reads the whole file (about a second per GB).
+  bool quick_check = true;
+  // SQLite page cache of this connection.
+  int cache_kib = 32 * 1024;
+  // The commit that takes the WAL past this many pages copies it into the file
+  // (a checkpoint, with its own fsync). SQLite's default is 1000; a larger WAL
+  // lets pages rewritten by many commits be copied once (measured by store_bench).
+  // 0 turns it off: then Checkpoint() must be called, e.g. by a Store on another thread.
+  int wal_autocheckpoint_pages = 4000;
+};
+
+// The outcome of a PayEx call that a decision consumed: finishes its operations row.
+struct CallFinished {
+  uint64_t call_id = 0;
+  std::string result;  // domain::ResultClassName(...), or e.g. "abandoned" after a restart
+  int64_t latency_ms = 0;
+};
+
+// Everything one decision makes durable. Values only (no pointers into the
+// engine's cache), so a decision can wait in a group-commit queue while the engine
+// decides the same payment again.
+struct Commit {
+  // The phase the decision started from, for history; nullopt when the payment
+  // had no row yet.
+  std::optional<domain::Phase> phase_before;
+  domain::Payment after;                     // upserted as the payments row of after.order_id
+  std::string inbox_event_id;                // the order event consumed; empty when none
+  std::vector<domain::PaymentEvent> events;  // to the outbox, in sequence order
+  std::vector<domain::PayexCall> calls;      // operations rows, status in_flight
+  std::optional<CallFinished> finished;      // applied before calls
+  std::string input_name;                    // history: what was decided on
+  std::string note;                          // history: one line for the operator
+  domain::Time at{};                         // when: received_at, created_at, sent_at, ...
+};
+
+// The outcome of a write. Nothing of a failed write is stored.
+struct [[nodiscard]] WriteResult {
+  bool ok = true;
+  ErrorCode code = ErrorCode::kIo;  // when !ok
+  std::string message;              // when !ok: the file, the row, SQLite's words
+  std::optional<size_t> failed_at;  // the index of the commit or seq that failed, if known
+  int64_t rows = 0;                 // MarkSent: rows newly marked
+
+  explicit operator bool() const { return ok; }
+};
+
+struct OutboxRow {
+  int64_t seq = 0;  // the outbox's own order: publish in this order
+  domain::PaymentEvent event;
+  domain::Time created_at{};
+  std::optional<domain::Time> sent_at;
+};
+
+struct OperationRow {
+  std::string order_id;
+  uint64_t call_id = 0;
+  uint32_t op_id = 0;
+  std::string kind;  // domain::OpKindName
+  std::string payee_reference;
+  int64_t amount = 0;
+  std::string status;  // "in_flight" or "finished"
+  domain::Time sent_at{};
+  std::optional<domain::Time> finished_at;
+  std::string result;  // CallFinished::result; empty while in flight
+  std::optional<int64_t> latency_ms;
+};
+
+struct HistoryRow {
+  int64_t id = 0;
+  std::string order_id;
+  domain::Time at{};
+  std::string input;
+  std::string phase_before;  // empty for the first row of a payment
+  std::string phase_after;
+  std::string note;
+};
+
+// For metrics. payments and inbox count every row (O(rows)); the rest use
+// their partial indexes.
+struct Counts {
+  int64_t payments = 0;
+  int64_t payments_due = 0;  // due_at <= now
+  int64_t payments_in_flight = 0;
+  int64_t inbox = 0;
+  int64_t outbox_unsent = 0;
+  int64_t operations_unfinished = 0;
+};
+
+class Store {
+ public:
+  // The schema version this build writes (PRAGMA user_version); one migration each.
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens or creates the store, applying missing migrations (one transaction each).
+  // Throws StoreError for a corrupt or foreign file, a newer schema, a lock held
+  // past busy_timeout, an unwritable file or directory: never resets or recreates.
+  static Store Open(const std::string& path, const Options& options = {});
+
+  Store(Store&&) noexcept;
+  Store& operator=(Store&&) noexcept;
+  ~Store();
+
+  // One transaction (BEGIN IMMEDIATE ... COMMIT) for the whole batch, in order:
+  // per commit the payment upsert, the inbox row, finishing the call, the new
+  // operations, the outbox events and a history row. All or nothing.
+  WriteResult CommitBatch(std::span<const Commit> batch);
+  WriteResult CommitOne(const Commit& commit) { return CommitBatch({&commit, 1}); }
+
+  // Marks outbox rows as confirmed by the broker; rows already marked are left alone.
+  WriteResult MarkSent(std::span<const int64_t> seqs, domain::Time at);
+
+  // Copies what it can of the WAL into the database file without waiting for
+  // readers or the writer (a PASSIVE checkpoint); rows = frames copied.
+  WriteResult Checkpoint();
+
+  std::optional<domain::Payment> LoadPayment(std::string_view order_id);
+  // True when this order event was consumed before (the inbox has it).
+  bool HasEvent(std::string_view event_id);
+  // Orders whose due_at <= now, earliest first.
+  std::vector<std::string> DuePayments(domain::Time now, size_t limit);
+  // The earliest due_at of any payment: the engine's one in-memory timer.
+  std::optional<domain::Time> NextDueAt();
+  // Unsent outbox rows in seq order (the order they were committed).
+  std::vector<OutboxRow> UnsentOutbox(size_t limit);
+  // Payments whose body has a call in flight (in_flight.call_id != 0): what a
+  // restart must resolve.
+  std::vector<std::string> PaymentsWithCallsInFlight();
+  // Operations rows not finished, oldest first.
+  std::vector<OperationRow> UnfinishedOperations();
+
+  // An operator's view of one order.
+  std::vector<HistoryRow> History(std::string_view order_id);
+  std::vector<OperationRow> Operations(std::string_view order_id);
+  std::vector<OutboxRow> OutboxFor(std::string_view order_id);
+
+  Counts RowCounts(domain::Time now);
+
+  const std::string& path() const;
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace payorch::store
