@@ -182,8 +182,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
       r.problem = Problem{problem_type::kBadResponse, "client error", e.what(), 0, {}};
     }
     r.call_id = call.call_id;
-    r.latency_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    r.latency_ms = MsSince(start);
     Log(call, r);
     co_return r;
   }
@@ -199,21 +198,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
       co_return out;
     }
     if (!expand.empty()) target->target += "?$expand=" + expand;
-    Exchange ex = co_await Http(http::verb::get, *target, std::string(), false);
-    Classified c = Classify(ex);
-    if (c.result == ResultClass::kSuccess) {
-      auto parsed = ParsePaymentBody(ex);
-      if (parsed) {
-        Remember(parsed.value->snapshot.payment_id, parsed.value->operations);
-        out.payment = std::move(parsed.value);
-      } else {
-        c = ClassifyUnusableBody(ex, parsed.error);
-      }
-    }
-    out.result = c.result;
-    out.problem = std::move(c.problem);
-    out.latency_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    Classified c = co_await FetchPayment(*target, out.payment);
+    Finish(out, std::move(c), start);
     co_return out;
   }
 
@@ -231,25 +217,44 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
     // of a stored id, no URL of our own making (api §2.5), and the operations
     // cache is refreshed on the way.
     target->target += "?$expand=transactions";
-    Exchange ex = co_await Http(http::verb::get, *target, std::string(), false);
-    Classified c = Classify(ex);
-    if (c.result == ResultClass::kSuccess) {
-      auto parsed = ParsePaymentBody(ex);
-      if (parsed) {
-        Remember(parsed.value->snapshot.payment_id, std::move(parsed.value->operations));
-        out.transactions = std::move(parsed.value->snapshot.transactions);
-      } else {
-        c = ClassifyUnusableBody(ex, parsed.error);
-      }
-    }
-    out.result = c.result;
-    out.problem = std::move(c.problem);
-    out.latency_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    std::optional<PaymentResource> payment;
+    Classified c = co_await FetchPayment(*target, payment);
+    if (payment) out.transactions = std::move(payment->snapshot.transactions);
+    Finish(out, std::move(c), start);
     co_return out;
   }
 
  private:
+  static int64_t MsSince(Clock::time_point start) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  }
+
+  // Sets a read's outcome: its class, problem and latency since `start`.
+  template <typename Result>
+  static void Finish(Result& out, Classified c, Clock::time_point start) {
+    out.result = c.result;
+    out.problem = std::move(c.problem);
+    out.latency_ms = MsSince(start);
+  }
+
+  // GETs the payment resource at `target` and classifies the reply; on success the
+  // operations cache is refreshed and `resource` holds what was read.
+  asio::awaitable<Classified> FetchPayment(const Target& target,
+                                           std::optional<PaymentResource>& resource) {
+    Exchange ex = co_await Http(http::verb::get, target, std::string(), false);
+    Classified c = Classify(ex);
+    if (c.result == ResultClass::kSuccess) {
+      auto parsed = ParsePaymentBody(ex);
+      if (parsed) {
+        Remember(parsed.value->snapshot.payment_id, parsed.value->operations);
+        resource = std::move(parsed.value);
+      } else {
+        c = ClassifyUnusableBody(ex, parsed.error);
+      }
+    }
+    co_return c;
+  }
+
   static Problem BadCall(std::string detail) {
     return Problem{problem_type::kBadCall, "invalid call", std::move(detail), 0, {}};
   }

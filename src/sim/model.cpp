@@ -221,6 +221,11 @@ std::string StrOr(const json::object& o, std::string_view key) {
   return s ? std::string(*s) : std::string();
 }
 
+const json::object* ObjectOf(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v ? v->if_object() : nullptr;
+}
+
 bool IsHttpsUrl(std::string_view s) {
   return Lower(s).rfind("https://", 0) == 0 && s.size() > 8;
 }
@@ -259,6 +264,24 @@ const char* MagicMessage(int last2) {
   return "Vipps error";
 }
 
+// The non-empty '/'-separated segments of `path`.
+std::vector<std::string> SplitPath(std::string_view path) {
+  std::vector<std::string> segments;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    if (path[pos] == '/') {
+      ++pos;
+      continue;
+    }
+    size_t end = path.find('/', pos);
+    segments.emplace_back(
+        path.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos));
+    if (end == std::string_view::npos) break;
+    pos = end;
+  }
+  return segments;
+}
+
 struct Route {
   std::string endpoint;               // fault endpoint name, "" for admin/unknown
   std::vector<std::string> segments;  // path segments after /psp/vipps/payments
@@ -283,19 +306,7 @@ Route Parse(const HttpRequest& r) {
       (lp.size() > std::strlen(kPaymentsPath) && lp[std::strlen(kPaymentsPath)] != '/'))
     return out;
   out.psp = true;
-  std::string rest = out.path.substr(std::strlen(kPaymentsPath));
-  size_t pos = 0;
-  while (pos < rest.size()) {
-    if (rest[pos] == '/') {
-      ++pos;
-      continue;
-    }
-    size_t end = rest.find('/', pos);
-    out.segments.push_back(
-        rest.substr(pos, end == std::string::npos ? std::string::npos : end - pos));
-    if (end == std::string::npos) break;
-    pos = end;
-  }
+  out.segments = SplitPath(std::string_view(out.path).substr(std::strlen(kPaymentsPath)));
   const auto& s = out.segments;
   if (r.method == "POST" && s.empty()) {
     out.endpoint = "create";
@@ -927,6 +938,15 @@ struct Model::State {
     return std::move(v.as_object());
   }
 
+  // The body's "transaction" object; sets `problem` when the body or the object is missing.
+  std::optional<json::object> TransactionObject(const HttpRequest& req, Problem& problem) {
+    auto body = BodyObject(req, problem);
+    if (!body) return std::nullopt;
+    if (const json::object* tx = ObjectOf(*body, "transaction")) return *tx;
+    problem = InputError({{"Transaction", "The transaction object is required"}});
+    return std::nullopt;
+  }
+
   bool ValidReference(std::string_view ref) const {
     if (config.settlement == 'B') {
       if (ref.empty() || ref.size() > 12) return false;
@@ -948,8 +968,7 @@ struct Model::State {
     Problem problem;
     auto body = BodyObject(req, problem);
     if (!body) return ProblemResponse(problem);
-    const json::object* pay = nullptr;
-    if (auto* v = body->if_contains("payment")) pay = v->if_object();
+    const json::object* pay = ObjectOf(*body, "payment");
     if (!pay) return ProblemResponse(InputError({{"Payment", "The payment object is required"}}));
     std::vector<std::pair<std::string, std::string>> errs;
     auto need = [&](bool ok, const char* name, const char* why) {
@@ -985,8 +1004,7 @@ struct Model::State {
     std::string language = StrOr(*pay, "language");
     need(language == "nb-NO" || language == "sv-SE" || language == "en-US", "Payment.Language",
          "must be nb-NO, sv-SE or en-US");
-    const json::object* urls = nullptr;
-    if (auto* v = pay->if_contains("urls")) urls = v->if_object();
+    const json::object* urls = ObjectOf(*pay, "urls");
     std::string callback;
     if (!urls) {
       errs.emplace_back("Payment.Urls", "is required");
@@ -1004,8 +1022,7 @@ struct Model::State {
       if (auto* h = urls->if_contains("hostUrls"))
         need(h->is_array(), "Payment.Urls.HostUrls", "must be an array of URLs");
     }
-    const json::object* payee = nullptr;
-    if (auto* v = pay->if_contains("payeeInfo")) payee = v->if_object();
+    const json::object* payee = ObjectOf(*pay, "payeeInfo");
     std::string reference;
     if (!payee) {
       errs.emplace_back("Payment.PayeeInfo", "is required");
@@ -1101,12 +1118,8 @@ struct Model::State {
     if (!config.direct_authorization)
       return ProblemResponse(Forbidden("Direct authorization is not enabled for this merchant"));
     Problem problem;
-    auto body = BodyObject(req, problem);
-    if (!body) return ProblemResponse(problem);
-    const json::object* tx = nullptr;
-    if (auto* v = body->if_contains("transaction")) tx = v->if_object();
-    if (!tx)
-      return ProblemResponse(InputError({{"Transaction", "The transaction object is required"}}));
+    auto tx = TransactionObject(req, problem);
+    if (!tx) return ProblemResponse(problem);
     std::string msisdn;
     bool allow_msisdn = config.msisdn_request_field != MsisdnSpelling::kMobileNumber;
     bool allow_mobile = config.msisdn_request_field != MsisdnSpelling::kMsisdn;
@@ -1172,12 +1185,8 @@ struct Model::State {
 
   HttpResponse Money(Payment& p, const HttpRequest& req, const FaultPlan& plan, TxKind kind) {
     Problem problem;
-    auto body = BodyObject(req, problem);
-    if (!body) return ProblemResponse(problem);
-    const json::object* tx = nullptr;
-    if (auto* v = body->if_contains("transaction")) tx = v->if_object();
-    if (!tx)
-      return ProblemResponse(InputError({{"Transaction", "The transaction object is required"}}));
+    auto tx = TransactionObject(req, problem);
+    if (!tx) return ProblemResponse(problem);
     std::vector<std::pair<std::string, std::string>> errs;
     int64_t amount = 0, vat = 0;
     if (kind != TxKind::kCancellation) {
@@ -1283,8 +1292,7 @@ struct Model::State {
     Problem problem;
     auto body = BodyObject(req, problem);
     if (!body) return ProblemResponse(problem);
-    const json::object* pay = nullptr;
-    if (auto* v = body->if_contains("payment")) pay = v->if_object();
+    const json::object* pay = ObjectOf(*body, "payment");
     if (!pay || StrOr(*pay, "operation") != "Abort")
       return ProblemResponse(InputError({{"Payment.Operation", "must be Abort"}}));
     if (!p.final_state.empty())
@@ -1471,21 +1479,7 @@ struct Model::State {
   }
 
   HttpResponse Admin(const HttpRequest& req, const Route& route) {
-    std::vector<std::string> s;
-    {
-      std::string path = route.path.substr(6);  // after /admin
-      size_t pos = 0;
-      while (pos < path.size()) {
-        if (path[pos] == '/') {
-          ++pos;
-          continue;
-        }
-        size_t end = path.find('/', pos);
-        s.push_back(path.substr(pos, end == std::string::npos ? std::string::npos : end - pos));
-        if (end == std::string::npos) break;
-        pos = end;
-      }
-    }
+    std::vector<std::string> s = SplitPath(std::string_view(route.path).substr(6));  // after /admin
     const std::string& m = req.method;
     auto body_object = [&]() -> std::optional<json::object> {
       if (req.body.empty()) return json::object{};

@@ -336,6 +336,18 @@ constexpr std::array<const char*, kStmtCount> kSql = {
 
 #undef PAYORCH_OPERATION_COLUMNS
 
+// Steps `r` through its result rows, reading each one with `read`.
+template <typename Read>
+auto ReadRows(Run& r, Read read) {
+  std::vector<std::decay_t<decltype(read(std::as_const(r)))>> out;
+  while (r.Step()) out.push_back(read(r));
+  return out;
+}
+
+std::string FirstColumn(const Run& r) {
+  return r.ColText(0);
+}
+
 }  // namespace
 
 struct Store::Impl {
@@ -797,9 +809,7 @@ bool Store::HasEvent(std::string_view event_id) {
 std::vector<std::string> Store::DuePayments(Time now, size_t limit) {
   Run r = impl_->Use(kDuePayments, "finding due payments");
   r.Int(1, ToMillis(now)).Int(2, static_cast<int64_t>(limit));
-  std::vector<std::string> out;
-  while (r.Step()) out.push_back(r.ColText(0));
-  return out;
+  return ReadRows(r, FirstColumn);
 }
 
 std::optional<Time> Store::NextDueAt() {
@@ -811,57 +821,45 @@ std::optional<Time> Store::NextDueAt() {
 std::vector<OutboxRow> Store::UnsentOutbox(size_t limit) {
   Run r = impl_->Use(kUnsentOutbox, "reading unsent outbox rows");
   r.Int(1, static_cast<int64_t>(limit));
-  std::vector<OutboxRow> out;
-  while (r.Step()) out.push_back(impl_->ReadOutbox(r, 0));
-  return out;
+  return ReadRows(r, [this](const Run& row) { return impl_->ReadOutbox(row, 0); });
 }
 
 std::vector<std::string> Store::PaymentsWithCallsInFlight() {
   Run r = impl_->Use(kInFlight, "finding payments with calls in flight");
-  std::vector<std::string> out;
-  while (r.Step()) out.push_back(r.ColText(0));
-  return out;
+  return ReadRows(r, FirstColumn);
 }
 
 std::vector<OperationRow> Store::UnfinishedOperations() {
   Run r = impl_->Use(kUnfinishedOperations, "reading unfinished operations");
-  std::vector<OperationRow> out;
-  while (r.Step()) out.push_back(impl_->ReadOperation(r));
-  return out;
+  return ReadRows(r, [this](const Run& row) { return impl_->ReadOperation(row); });
 }
 
 std::vector<HistoryRow> Store::History(std::string_view order_id) {
   Run r = impl_->Use(kHistory, "reading history");
   r.Text(1, order_id);
-  std::vector<HistoryRow> out;
-  while (r.Step()) {
+  return ReadRows(r, [](const Run& row) {
     HistoryRow h;
-    h.id = r.ColInt(0);
-    h.order_id = r.ColText(1);
-    h.at = r.ColTime(2);
-    h.input = r.ColText(3);
-    h.phase_before = r.ColText(4);
-    h.phase_after = r.ColText(5);
-    h.note = r.ColText(6);
-    out.push_back(std::move(h));
-  }
-  return out;
+    h.id = row.ColInt(0);
+    h.order_id = row.ColText(1);
+    h.at = row.ColTime(2);
+    h.input = row.ColText(3);
+    h.phase_before = row.ColText(4);
+    h.phase_after = row.ColText(5);
+    h.note = row.ColText(6);
+    return h;
+  });
 }
 
 std::vector<OperationRow> Store::Operations(std::string_view order_id) {
   Run r = impl_->Use(kOperations, "reading operations");
   r.Text(1, order_id);
-  std::vector<OperationRow> out;
-  while (r.Step()) out.push_back(impl_->ReadOperation(r));
-  return out;
+  return ReadRows(r, [this](const Run& row) { return impl_->ReadOperation(row); });
 }
 
 std::vector<OutboxRow> Store::OutboxFor(std::string_view order_id) {
   Run r = impl_->Use(kOutboxFor, "reading outbox rows");
   r.Text(1, order_id);
-  std::vector<OutboxRow> out;
-  while (r.Step()) out.push_back(impl_->ReadOutbox(r, 0));
-  return out;
+  return ReadRows(r, [this](const Run& row) { return impl_->ReadOutbox(row, 0); });
 }
 
 Counts Store::RowCounts(Time now) {

@@ -708,19 +708,29 @@ TEST_F(ClientTest, BadConfigurationIsAStartupError) {
 constexpr const char* kStubPayment =
     R"({"payment":{"id":"/psp/vipps/payments/tls-1","state":"Ready","amount":0},"operations":[]})";
 
+ClientOptions TlsOptions(const testing::TlsStub& stub, const std::string& ca_file) {
+  ClientOptions o;
+  o.base_url = "https://127.0.0.1:" + std::to_string(stub.port());
+  o.token = kToken;
+  o.ca_file = ca_file;
+  return o;
+}
+
+PayexCall ReadStubPayment() {
+  PayexCall call;
+  call.kind = OpKind::kRead;
+  call.payment_id = "/psp/vipps/payments/tls-1";
+  return call;
+}
+
 TEST(PayexTlsTest, VerifiesTheServerCertificate) {
   auto cert = testing::MakeSelfSigned("localhost", "127.0.0.1");
   testing::TlsStub stub(cert, kStubPayment);
   std::string ca = testing::WriteTempFile(cert.cert_pem, ".pem");
-  ClientOptions o;
-  o.base_url = "https://127.0.0.1:" + std::to_string(stub.port());
-  o.token = kToken;
-  o.ca_file = ca;
+  ClientOptions o = TlsOptions(stub, ca);
   {
     Client c(o);
-    PayexCall call;
-    call.kind = OpKind::kRead;
-    call.payment_id = "/psp/vipps/payments/tls-1";
+    PayexCall call = ReadStubPayment();
     auto r = c.Execute(call).get();
     ASSERT_EQ(r.result, ResultClass::kSuccess) << (r.problem ? r.problem->detail : "");
     EXPECT_EQ(r.snapshot->payment_id, "/psp/vipps/payments/tls-1");
@@ -730,9 +740,7 @@ TEST(PayexTlsTest, VerifiesTheServerCertificate) {
   o.ca_file.clear();  // untrusted issuer
   {
     Client c(o);
-    PayexCall call;
-    call.kind = OpKind::kRead;
-    call.payment_id = "/psp/vipps/payments/tls-1";
+    PayexCall call = ReadStubPayment();
     auto r = c.Execute(call).get();
     EXPECT_EQ(r.result, ResultClass::kTransient);
     EXPECT_EQ(r.problem->type, problem_type::kConnect);
@@ -745,15 +753,9 @@ TEST(PayexTlsTest, RejectsACertificateForAnotherHost) {
   auto cert = testing::MakeSelfSigned("other.example");
   testing::TlsStub stub(cert, kStubPayment);
   std::string ca = testing::WriteTempFile(cert.cert_pem, ".pem");
-  ClientOptions o;
-  o.base_url = "https://127.0.0.1:" + std::to_string(stub.port());
-  o.token = kToken;
-  o.ca_file = ca;
+  ClientOptions o = TlsOptions(stub, ca);
   Client c(o);
-  PayexCall call;
-  call.kind = OpKind::kRead;
-  call.payment_id = "/psp/vipps/payments/tls-1";
-  auto r = c.Execute(call).get();
+  auto r = c.Execute(ReadStubPayment()).get();
   EXPECT_EQ(r.result, ResultClass::kTransient);
   EXPECT_EQ(stub.Served(), 0u);  // the request (and its token) never left
   std::remove(ca.c_str());

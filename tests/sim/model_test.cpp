@@ -93,6 +93,24 @@ class ModelTest : public ::testing::Test {
     return J(r);
   }
 
+  // The payment's authorizations, from a GET that expands them.
+  json::array Authorizations(const std::string& id) {
+    return Get(id, "authorizations")
+        .at("payment")
+        .at("authorizations")
+        .at("authorizationList")
+        .as_array();
+  }
+
+  // How many authorizations GET {id}/authorizations lists.
+  size_t AuthorizationCount(const std::string& id) {
+    return J(Req("GET", id + "/authorizations"))
+        .at("authorizations")
+        .at("authorizationList")
+        .as_array()
+        .size();
+  }
+
   std::vector<std::string> Rels(const std::string& id) {
     std::vector<std::string> out;
     auto v = Get(id);
@@ -428,12 +446,7 @@ TEST_F(ModelTest, MagicNumbersRefuseTheAuthorizationWithVippsError) {
     EXPECT_EQ(ProblemType(r), "https://api.payex.com/psp/errordetail/vipps/vipps_error");
     EXPECT_FALSE(J(r).at("detail").as_string().empty());
   }
-  EXPECT_EQ(J(Req("GET", id + "/authorizations"))
-                .at("authorizations")
-                .at("authorizationList")
-                .as_array()
-                .size(),
-            0u);
+  EXPECT_EQ(AuthorizationCount(id), 0u);
   EXPECT_EQ(J(Authorize(id, "+4799999991")).at("detail").as_string(), "Vipps internal error");
   EXPECT_TRUE(Offers(id, "create-authorization"));
 }
@@ -442,11 +455,7 @@ TEST_F(ModelTest, DeclineNumberFailsAfterTheDeclineDelayAndAllowsAnotherAttempt)
   std::string id = Create();
   ASSERT_EQ(Authorize(id, "+4799999989").status, 200);
   Advance(cfg.decline_delay_ms);
-  auto list = Get(id, "authorizations")
-                  .at("payment")
-                  .at("authorizations")
-                  .at("authorizationList")
-                  .as_array();
+  auto list = Authorizations(id);
   ASSERT_EQ(list.size(), 1u);
   const auto& tx = list[0].at("transaction").as_object();
   EXPECT_EQ(tx.at("state").as_string(), "Failed");
@@ -464,25 +473,9 @@ TEST_F(ModelTest, TimeoutNumberFailsAfterTheIgnoreTimeout) {
   std::string id = Create();
   ASSERT_EQ(Authorize(id, "+4799999990").status, 200);
   Advance(cfg.ignore_timeout_ms - 1);
-  EXPECT_EQ(Get(id, "authorizations")
-                .at("payment")
-                .at("authorizations")
-                .at("authorizationList")
-                .as_array()[0]
-                .at("transaction")
-                .at("state")
-                .as_string(),
-            "AwaitingActivity");
+  EXPECT_EQ(Authorizations(id)[0].at("transaction").at("state").as_string(), "AwaitingActivity");
   Advance(1);
-  EXPECT_EQ(Get(id, "authorizations")
-                .at("payment")
-                .at("authorizations")
-                .at("authorizationList")
-                .as_array()[0]
-                .at("transaction")
-                .at("state")
-                .as_string(),
-            "Failed");
+  EXPECT_EQ(Authorizations(id)[0].at("transaction").at("state").as_string(), "Failed");
 }
 
 TEST_F(ModelTest, SimulatorNumbersInitializedAcquirerAndInstant) {
@@ -496,12 +489,7 @@ TEST_F(ModelTest, SimulatorNumbersInitializedAcquirerAndInstant) {
   std::string c = Create(1500, "PC");
   ASSERT_EQ(Authorize(c, "+4799999987").status, 200);
   Advance(cfg.approve_delay_ms);
-  auto tx = Get(c, "authorizations")
-                .at("payment")
-                .at("authorizations")
-                .at("authorizationList")
-                .as_array()[0]
-                .at("transaction");
+  auto tx = Authorizations(c)[0].at("transaction");
   EXPECT_EQ(tx.at("problem").at("type").as_string(),
             "https://api.payex.com/psp/errordetail/vipps/acquirer_insufficient_funds");
   EXPECT_EQ(tx.at("problem").at("status").as_int64(), 403);
@@ -515,12 +503,7 @@ TEST_F(ModelTest, SecondAuthorizationWhilePendingOrAfterCompletedIsForbidden) {
   EXPECT_EQ(ProblemType(r), "https://api.payex.com/psp/errordetail/forbidden");
   Advance(cfg.approve_delay_ms);
   EXPECT_EQ(Authorize(id, "+4798765432").status, 403);
-  EXPECT_EQ(J(Req("GET", id + "/authorizations"))
-                .at("authorizations")
-                .at("authorizationList")
-                .as_array()
-                .size(),
-            1u);
+  EXPECT_EQ(AuthorizationCount(id), 1u);
 }
 
 TEST_F(ModelTest, AttemptsExhaustedFailThePayment) {
@@ -734,11 +717,7 @@ TEST_F(ModelTest, AbortWhileAwaitingFailsTheAuthorization) {
                "{\"payment\":{\"operation\":\"Abort\",\"abortReason\":\"CancelledByConsumer\"}}");
   ASSERT_EQ(r.status, 200);
   Advance(cfg.approve_delay_ms);  // the payer's approval comes too late
-  auto list = Get(id, "authorizations")
-                  .at("payment")
-                  .at("authorizations")
-                  .at("authorizationList")
-                  .as_array();
+  auto list = Authorizations(id);
   EXPECT_EQ(list[0].at("transaction").at("state").as_string(), "Failed");
   EXPECT_EQ(State(id), "Aborted");
   EXPECT_EQ(Field(id, "amount"), 0);

@@ -40,6 +40,36 @@ std::string Lower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
 }
+
+template <typename Serve>
+asio::awaitable<void> AcceptEach(asio::io_context& io, tcp::acceptor& acceptor, Serve serve) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kTuple);
+    if (ec) co_return;
+    asio::co_spawn(io, serve(std::move(socket)), asio::detached);
+  }
+}
+
+// Listens on 127.0.0.1:0 and runs `serve(socket)` for each connection on `io`, on `thread`.
+template <typename Serve>
+void StartListening(asio::io_context& io, tcp::acceptor& acceptor, std::thread& thread,
+                    Serve serve) {
+  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+  acceptor.open(ep.protocol());
+  acceptor.bind(ep);
+  acceptor.listen();
+  asio::co_spawn(io, AcceptEach(io, acceptor, std::move(serve)), asio::detached);
+  thread = std::thread([&io] { io.run(); });
+}
+
+void StopListening(asio::io_context& io, tcp::acceptor& acceptor, std::thread& thread) {
+  asio::post(io, [&io, &acceptor] {
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    io.stop();
+  });
+  thread.join();
+}
 }  // namespace
 
 HttpReply Fetch(uint16_t port, const std::string& method, const std::string& target,
@@ -201,32 +231,16 @@ struct CallbackReceiver::Impl {
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   }
-
-  asio::awaitable<void> Accept() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(kTuple);
-      if (ec) co_return;
-      asio::co_spawn(io, Serve(std::move(socket)), asio::detached);
-    }
-  }
 };
 
 CallbackReceiver::CallbackReceiver() : impl_(std::make_unique<Impl>()) {
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
-  impl_->acceptor.open(ep.protocol());
-  impl_->acceptor.bind(ep);
-  impl_->acceptor.listen();
-  asio::co_spawn(impl_->io, impl_->Accept(), asio::detached);
-  impl_->thread = std::thread([io = &impl_->io] { io->run(); });
+  StartListening(
+      impl_->io, impl_->acceptor, impl_->thread,
+      [impl = impl_.get()](tcp::socket socket) { return impl->Serve(std::move(socket)); });
 }
 
 CallbackReceiver::~CallbackReceiver() {
-  asio::post(impl_->io, [impl = impl_.get()] {
-    boost::system::error_code ignored;
-    impl->acceptor.close(ignored);
-    impl->io.stop();
-  });
-  impl_->thread.join();
+  StopListening(impl_->io, impl_->acceptor, impl_->thread);
 }
 
 uint16_t CallbackReceiver::port() const {
@@ -332,35 +346,19 @@ struct TlsStub::Impl {
       if (wec || !req.keep_alive()) break;
     }
   }
-
-  asio::awaitable<void> Accept() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor.async_accept(kTuple);
-      if (ec) co_return;
-      asio::co_spawn(io, Serve(std::move(socket)), asio::detached);
-    }
-  }
 };
 
 TlsStub::TlsStub(const CertPair& cert, std::string body) : impl_(std::make_unique<Impl>()) {
   impl_->body = std::move(body);
   impl_->ctx.use_certificate_chain(asio::buffer(cert.cert_pem));
   impl_->ctx.use_private_key(asio::buffer(cert.key_pem), ssl::context::pem);
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
-  impl_->acceptor.open(ep.protocol());
-  impl_->acceptor.bind(ep);
-  impl_->acceptor.listen();
-  asio::co_spawn(impl_->io, impl_->Accept(), asio::detached);
-  impl_->thread = std::thread([io = &impl_->io] { io->run(); });
+  StartListening(
+      impl_->io, impl_->acceptor, impl_->thread,
+      [impl = impl_.get()](tcp::socket socket) { return impl->Serve(std::move(socket)); });
 }
 
 TlsStub::~TlsStub() {
-  asio::post(impl_->io, [impl = impl_.get()] {
-    boost::system::error_code ignored;
-    impl->acceptor.close(ignored);
-    impl->io.stop();
-  });
-  impl_->thread.join();
+  StopListening(impl_->io, impl_->acceptor, impl_->thread);
 }
 
 uint16_t TlsStub::port() const {

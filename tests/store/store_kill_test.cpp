@@ -148,15 +148,10 @@ TEST(StoreKillTest, EveryBatchSurvivesWholeOrNotAtAll) {
 
   for (int round = 0; round < kRounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      close(fds[0]);
-      CommitForever(path, next_batch, fds[1]);
-    }
-    close(fds[1]);
+    const testing::Child child =
+        testing::ForkWithPipe([&](int write_fd) { CommitForever(path, next_batch, write_fd); });
+    const pid_t pid = child.pid;
+    const int fd = child.read_fd;
 
     // Every fifth round the kill comes at a random moment of the first 20 ms (in
     // Open, a migration, or the first batch). Otherwise the child commits a few
@@ -166,20 +161,20 @@ TEST(StoreKillTest, EveryBatchSurvivesWholeOrNotAtAll) {
     const int wanted = early ? 0 : 1 + static_cast<int>(rng() % 4);
     Progress progress;
     progress.last_acked = next_batch - 1;
-    ASSERT_TRUE(ReadAcks(fds[0], progress,
+    ASSERT_TRUE(ReadAcks(fd, progress,
                          [&] { return progress.acks >= wanted && (early || progress.in_commit); }))
         << "the child made no progress within " << kBound.count() << " s";
     const auto window =
         early ? Clock::duration(20ms) : progress.commit_time * 12 / (10 * progress.acks);
     const auto kill_at = Clock::now() + window * static_cast<int>(rng() % 1000) / 1000;
     ASSERT_TRUE(ReadAcks(
-        fds[0], progress, [] { return false; }, kill_at));
+        fd, progress, [] { return false; }, kill_at));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     // Acks written before the kill are still in the pipe.
-    ASSERT_TRUE(ReadAcks(fds[0], progress, [] { return false; }));
-    close(fds[0]);
+    ASSERT_TRUE(ReadAcks(fd, progress, [] { return false; }));
+    close(fd);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "the child ended by itself (status " << status << "): see its stderr";
 

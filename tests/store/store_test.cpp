@@ -566,12 +566,7 @@ TEST_F(StoreTest, AnUnwritableDirectoryIsAClearError) {
   ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
   const std::string path = ro_dir + "/payorch.db";
 
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    close(fds[0]);
+  const testing::Child child = testing::ForkWithPipe([&](int write_fd) {
     if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
     std::string report;
     try {
@@ -582,14 +577,14 @@ TEST_F(StoreTest, AnUnwritableDirectoryIsAClearError) {
     } catch (...) {
       report = "other exception";
     }
-    (void)!write(fds[1], report.data(), report.size());
+    (void)!write(write_fd, report.data(), report.size());
     _exit(0);
-  }
-  close(fds[1]);
+  });
+  const pid_t pid = child.pid;
   std::string report;
   char buf[512];
-  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) report.append(buf, n);
-  close(fds[0]);
+  for (ssize_t n; (n = read(child.read_fd, buf, sizeof buf)) > 0;) report.append(buf, n);
+  close(child.read_fd);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;

@@ -1,5 +1,7 @@
 #include "test_util.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -20,6 +22,24 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+Child ForkWithPipe(const std::function<void(int write_fd)>& child) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    throw std::runtime_error("fork failed");
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    child(fds[1]);
+    _exit(1);  // `child` must not return
+  }
+  close(fds[1]);
+  return Child{pid, fds[0]};
 }
 
 domain::Payment FullPayment(const std::string& order_id, int64_t salt) {

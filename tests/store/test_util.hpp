@@ -3,7 +3,10 @@
 // Test code; single-threaded; failures throw std::runtime_error.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "domain/types.hpp"
@@ -23,6 +26,15 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A forked child process and the read end of a pipe from it.
+struct Child {
+  pid_t pid;
+  int read_fd;
+};
+// Forks a child that closes the read end and runs `child(write_fd)`, which must end the
+// process (_exit) itself; the parent closes the write end.
+Child ForkWithPipe(const std::function<void(int write_fd)>& child);
 
 // A payment in a late phase with ops, in-flight call, metadata and all times set;
 // `salt` varies the values so two payments differ in every field.
