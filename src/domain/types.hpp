@@ -37,24 +37,34 @@ struct PurchaseRequested {
   std::string user_agent;
   std::string language;
   std::map<std::string, std::string> metadata;
+
+  bool operator==(const PurchaseRequested&) const = default;
 };
 struct PayerMsisdnProvided {
   std::string msisdn;
+
+  bool operator==(const PayerMsisdnProvided&) const = default;
 };
 struct OrderShipped {
   std::string shipment_id;
   int64_t amount = 0;
   int64_t vat_amount = 0;
   std::string description;
+
+  bool operator==(const OrderShipped&) const = default;
 };
 struct OrderCancelled {
   std::string reason;
+
+  bool operator==(const OrderCancelled&) const = default;
 };
 struct RefundRequested {
   std::string refund_id;
   int64_t amount = 0;
   int64_t vat_amount = 0;
   std::string description;
+
+  bool operator==(const RefundRequested&) const = default;
 };
 
 using OrderEventKind = std::variant<PurchaseRequested, PayerMsisdnProvided, OrderShipped,
@@ -65,6 +75,8 @@ struct OrderEvent {
   std::string order_id;
   Time occurred_at{};
   OrderEventKind kind;
+
+  bool operator==(const OrderEvent&) const = default;
 };
 
 // "purchase_requested", "payer_msisdn_provided", "shipped", "cancelled", "refund_requested".
@@ -83,6 +95,8 @@ struct Problem {
   std::string detail;
   int status = 0;                                             // HTTP status, 0 if none
   std::vector<std::pair<std::string, std::string>> problems;  // {name, description}
+
+  bool operator==(const Problem&) const = default;
 };
 
 struct Transaction {
@@ -94,6 +108,8 @@ struct Transaction {
   int64_t vat_amount = 0;
   std::string payee_reference;
   std::optional<Problem> problem;  // on Failed transactions
+
+  bool operator==(const Transaction&) const = default;
 };
 
 // A GET of the payment with its transactions expanded: the truth.
@@ -107,6 +123,8 @@ struct PaymentSnapshot {
   std::vector<Transaction> transactions;  // authorizations, captures, cancellations, reversals
   bool can_authorize = false;             // create-authorization (or direct-authorization) offered
   bool can_abort = false;
+
+  bool operator==(const PaymentSnapshot&) const = default;
 };
 
 // ---------------------------------------------------------------------------
@@ -144,6 +162,8 @@ struct Op {
   Time not_before{};             // backoff: not sent before this time
   std::string transaction_id;    // PayEx transaction id, once known
   std::string failure_code;      // set when kFailed
+
+  bool operator==(const Op&) const = default;
 };
 
 // The outcome class of one PayEx call (design.md §4).
@@ -163,6 +183,8 @@ struct PayexResult {
   std::optional<Transaction> transaction;   // authorize, capture, cancel, reverse
   std::optional<PaymentSnapshot> snapshot;  // create, read, abort
   int64_t latency_ms = 0;
+
+  bool operator==(const PayexResult&) const = default;
 };
 
 // ---------------------------------------------------------------------------
@@ -190,12 +212,16 @@ struct Balance {
   int64_t captured = 0;
   int64_t cancelled = 0;
   int64_t reversed = 0;
+
+  bool operator==(const Balance&) const = default;
 };
 
 struct InFlight {
   uint64_t call_id = 0;  // 0 when nothing is in flight
   uint32_t op_id = 0;    // 0 for a read
   Time sent_at{};
+
+  bool operator==(const InFlight&) const = default;
 };
 
 struct Payment {
@@ -227,6 +253,8 @@ struct Payment {
   // The next time this payment needs Decide(Tick): derived by Decide, indexed by
   // the store. Zero when nothing is scheduled.
   Time due_at{};
+
+  bool operator==(const Payment&) const = default;
 };
 
 // ---------------------------------------------------------------------------
@@ -268,6 +296,8 @@ struct Failure {
   std::string code;
   std::string message;
   std::string payex_problem_type;
+
+  bool operator==(const Failure&) const = default;
 };
 
 enum class EventKind {
@@ -304,6 +334,8 @@ struct PaymentEvent {
   std::string refund_id;       // reversed
   std::string reason;          // aborted
   Failure failure;             // *_failed, rejected
+
+  bool operator==(const PaymentEvent&) const = default;
 };
 
 // A PayEx call the engine must make after the decision is committed. Everything
@@ -322,6 +354,8 @@ struct PayexCall {
   std::string abort_reason;                   // abort
   std::optional<PurchaseRequested> purchase;  // create
   std::string expand;                         // read: "$expand" value
+
+  bool operator==(const PayexCall&) const = default;
 };
 
 struct Decision {
@@ -330,6 +364,8 @@ struct Decision {
   std::vector<PayexCall> calls;      // at most one (one call in flight per payment)
   bool accepted_event = false;       // an order event was consumed (inbox entry)
   std::string note;                  // one line for the history (the operator's timeline)
+
+  bool operator==(const Decision&) const = default;
 };
 
 }  // namespace payorch::domain

@@ -804,6 +804,7 @@ TEST(Decide, IsPureSameInputsSameDecision) {
   EXPECT_EQ(da.calls[0].payee_reference, db.calls[0].payee_reference);
   EXPECT_EQ(da.next.due_at, db.next.due_at);
   EXPECT_EQ(da.note, db.note);
+  EXPECT_TRUE(da == db);
 }
 
 }  // namespace

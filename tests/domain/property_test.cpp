@@ -12,6 +12,7 @@
 #include <deque>
 #include <random>
 
+#include "domain/serialize.hpp"
 #include "payex_model.hpp"
 
 namespace payorch::testing {
@@ -124,6 +125,14 @@ class Life {
       // Nothing new while PayEx last said a transaction is Initialized.
       ASSERT_FALSE(known_pending_ && call.kind != OpKind::kRead)
           << OpKindName(call.kind) << " sent while PayEx holds a transaction Initialized";
+    }
+    // What the store keeps is exactly what was decided.
+    auto stored = DecodePayment(EncodePayment(d.next));
+    ASSERT_TRUE(stored.has_value());
+    ASSERT_TRUE(*stored == d.next) << "payment does not survive its encoding";
+    for (const auto& ev : d.events) {
+      auto e = DecodePaymentEvent(EncodePaymentEvent(ev));
+      ASSERT_TRUE(e && *e == ev) << "event does not survive its encoding";
     }
     std::string broken = CheckInvariants(d.next);
     ASSERT_EQ(broken, "") << "after " << d.note;
