@@ -1,0 +1,104 @@
+// The configuration of payorchd: one TOML file, `--set section.key=value` overrides and
+// secrets from the environment, validated as a whole at start-up (runs once, on the
+// main thread). Errors: LoadConfig throws ConfigError naming the file, the setting and the fault.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bus/config.hpp"
+#include "domain/decide.hpp"
+#include "payex/options.hpp"
+#include "store/store.hpp"
+
+namespace payorch::app {
+
+// Environment variables holding the secrets; nothing else reads secrets.
+inline constexpr std::string_view kPayexTokenEnv = "PAYORCH_PAYEX_TOKEN";
+inline constexpr std::string_view kCallbackSecretEnv = "PAYORCH_CALLBACK_SECRET";
+inline constexpr std::string_view kAmqpPasswordEnv = "PAYORCH_AMQP_PASSWORD";
+inline constexpr std::size_t kMinCallbackSecretBytes = 32;
+
+struct StoreConfig {
+  std::string path = "var/payorch.db";
+  store::Options options;
+};
+
+struct HttpConfig {
+  // Where payorchd listens for PayEx callbacks (and health/metrics).
+  std::string listen_address = "127.0.0.1";
+  uint16_t port = 8080;  // 0: any free port (tests)
+  // The public URL PayEx calls back; callbackUrl is "<this>/<order_id>?token=...".
+  std::string callback_base_url = "http://127.0.0.1:8080/payex/callback";
+  std::size_t max_body_bytes = 64 * 1024;
+};
+
+struct EngineConfig {
+  std::size_t max_batch = 256;            // decisions per group commit
+  std::size_t max_concurrent_calls = 64;  // PayEx calls in flight
+  double payex_rate_limit = 0;            // PayEx requests per second; 0: no limit
+};
+
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+enum class LogFormat { kText, kJson };
+
+struct LogConfig {
+  LogLevel level = LogLevel::kInfo;
+  LogFormat format = LogFormat::kText;
+};
+
+struct Config {
+  std::string file;  // the file it was loaded from, for logs
+  domain::Policy payments;
+  StoreConfig store;
+  bus::BusConfig bus;          // url carries PAYORCH_AMQP_PASSWORD when set
+  payex::ClientOptions payex;  // token from PAYORCH_PAYEX_TOKEN; callback_url_base
+                               // = http.callback_base_url
+  HttpConfig http;
+  EngineConfig engine;
+  LogConfig log;
+  std::string callback_secret;  // from PAYORCH_CALLBACK_SECRET: keys the callback tokens
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  // line: of the file where the setting is, 0 when unknown or not from the file.
+  ConfigError(std::string file, std::string setting, std::string problem, int line = 0);
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  const std::string& setting() const { return setting_; }  // "section.key"; may be empty
+  const std::string& problem() const { return problem_; }
+
+ private:
+  std::string file_, setting_, problem_;
+  int line_ = 0;
+};
+
+// Looks up an environment variable; nullopt (or empty) when unset.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+EnvLookup ProcessEnv();
+
+// Reads `path`, applies `overrides` ("section.key=value", in order, after the file),
+// takes the secrets from `env` and validates everything. Throws ConfigError.
+Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides = {},
+                  const EnvLookup& env = ProcessEnv());
+
+// One line, "event=config.loaded file=... section.key=value ...", every setting,
+// secrets masked ("***"), the AMQP password too.
+std::string DescribeConfig(const Config& config);
+
+// Every file setting as "section.key", in the order of the shipped file.
+std::vector<std::string> SettingNames();
+
+// "500ms", "3s", "10m", "1h" (also "1m30s"); nullopt when malformed or negative.
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
+std::string FormatDuration(std::chrono::milliseconds d);
+
+}  // namespace payorch::app
