@@ -295,13 +295,8 @@ class Machine {
       }
       case Phase::kAuthorized: {
         pay.cancel_requested = true;
-        uint32_t attempt = NextAttempt(OpKind::kCancel, "");
-        Op& op = AddOp(OpKind::kCancel, ev.event_id);
-        op.description = c.reason.empty() ? "Order cancelled" : c.reason.substr(0, 40);
-        if (Utf8Length(op.description) < 0) op.description = "Order cancelled";
-        op.attempt = attempt;
-        op.payee_reference = PayeeReference(pay.order_id, OpKind::kCancel, "", attempt);
-        op.status = OpStatus::kQueued;
+        std::string description = c.reason.substr(0, 40);
+        AddCancelOp(ev.event_id, Utf8Length(description) > 0 ? description : "Order cancelled");
         return;
       }
       default: break;
@@ -396,10 +391,28 @@ class Machine {
     return &p().ops[id - 1];
   }
 
+  // The first operation whose outcome is unknown or Initialized at PayEx: while
+  // there is one, only reads go out.
+  Op* FirstUnresolved() {
+    for (Op& op : p().ops)
+      if (op.status == OpStatus::kInDoubt || op.status == OpStatus::kPending) return &op;
+    return nullptr;
+  }
+
   Op* FindOpenOp(OpKind kind) {
     for (Op& op : p().ops)
       if (op.kind == kind && IsOpen(op.status)) return &op;
     return nullptr;
+  }
+
+  // A cancellation of what remains authorized; a new payeeReference per attempt,
+  // since a cancel is only requested again after a definite failure.
+  void AddCancelOp(const std::string& caused_by, const std::string& description) {
+    uint32_t attempt = NextAttempt(OpKind::kCancel, "");
+    Op& op = AddOp(OpKind::kCancel, caused_by);
+    op.description = description;
+    op.attempt = attempt;
+    op.payee_reference = PayeeReference(p().order_id, OpKind::kCancel, "", attempt);
   }
 
   void StartAuthorization() {
@@ -534,13 +547,7 @@ class Machine {
     for (int guard = 0; guard < 256; ++guard) {
       Payment& pay = p();
       if (pay.in_flight.call_id != 0) return;
-      Op* doubt = nullptr;
-      for (Op& op : pay.ops)
-        if (op.status == OpStatus::kInDoubt || op.status == OpStatus::kPending) {
-          doubt = &op;
-          break;
-        }
-      if (doubt) {
+      if (Op* doubt = FirstUnresolved()) {
         if (pay.doubt_since == Time{}) pay.doubt_since = now_;
         if (pay.read_wanted || now_ >= doubt->not_before) {
           ++doubt->doubt_reads;
@@ -583,16 +590,12 @@ class Machine {
     if (pay.in_flight.call_id != 0) {
       Wake(pay.in_flight.sent_at + policy_.call_watchdog, due);
     } else {
-      bool doubt = false;
-      for (const Op& op : pay.ops)
-        if (op.status == OpStatus::kInDoubt || op.status == OpStatus::kPending) {
-          Wake(op.not_before, due);
-          doubt = true;
-          break;
-        }
-      if (!doubt && pay.phase == Phase::kAwaitingPayer) {
+      const Op* doubt = FirstUnresolved();
+      if (doubt) {
+        Wake(doubt->not_before, due);
+      } else if (pay.phase == Phase::kAwaitingPayer) {
         Wake(pay.next_poll_at, due);  // queued operations wait for the payer (Pump)
-      } else if (!doubt) {
+      } else {
         for (const Op& op : pay.ops)
           if (op.status == OpStatus::kQueued) {
             Wake(std::max(op.not_before, now_), due);
@@ -795,18 +798,12 @@ class Machine {
     switch (tx.state) {
       case TxState::kCompleted:
         op.status = OpStatus::kDone;
-        AuthorizationSucceeded(tx.amount > 0 ? tx.amount : pay.purchase.amount, tx.id);
+        AuthorizationCompleted(tx);
         return;
-      case TxState::kFailed: {
+      case TxState::kFailed:
         op.status = OpStatus::kFailed;
-        std::string type = tx.problem ? tx.problem->type : "";
-        std::string key = ProblemKey(type);
-        op.failure_code =
-            key == "vippsdeclined" || key.empty() ? code::kDeclined : code::kPayexProblem;
-        AuthorizationFailed(op.failure_code,
-                            tx.problem ? DescribeProblem(*tx.problem) : "declined in Vipps", type);
+        op.failure_code = AuthorizationTxFailed(tx);
         return;
-      }
       case TxState::kAwaitingActivity:
         op.status = OpStatus::kDone;  // the POST did its job: the payer is asked
         EnterAwaitingPayer();
@@ -839,6 +836,21 @@ class Machine {
     for (const Op& op : d_.next.ops)
       if (op.kind == OpKind::kAbort && op.status == OpStatus::kFailed) return true;
     return false;
+  }
+
+  void AuthorizationCompleted(const Transaction& tx) {
+    p().authorization_tx = tx.id;
+    AuthorizationSucceeded(tx.amount > 0 ? tx.amount : p().purchase.amount, tx.id);
+  }
+
+  // A Failed authorization transaction: declined in the app (or no problem
+  // given), else refused by PayEx or the acquirer. Returns the failure code.
+  std::string AuthorizationTxFailed(const Transaction& tx) {
+    std::string type = tx.problem ? tx.problem->type : "";
+    std::string key = ProblemKey(type);
+    std::string c = key == "vippsdeclined" || key.empty() ? code::kDeclined : code::kPayexProblem;
+    AuthorizationFailed(c, tx.problem ? DescribeProblem(*tx.problem) : "declined in Vipps", type);
+    return c;
   }
 
   void EnterAwaitingPayer() {
@@ -946,11 +958,7 @@ class Machine {
     for (Op& op : pay.ops)
       if (op.kind == OpKind::kAbort && IsOpen(op.status)) op.status = OpStatus::kFailed;
     if (pay.cancel_requested && !pay.cancel_event_id.empty()) {
-      uint32_t attempt = NextAttempt(OpKind::kCancel, "");
-      Op& op = AddOp(OpKind::kCancel, pay.cancel_event_id);
-      op.description = "Order cancelled";
-      op.attempt = attempt;
-      op.payee_reference = PayeeReference(pay.order_id, OpKind::kCancel, "", attempt);
+      AddCancelOp(pay.cancel_event_id, "Order cancelled");
       pay.cancel_event_id.clear();
     }
   }
@@ -1112,17 +1120,12 @@ class Machine {
       const Transaction* tx = LatestOf(s, TxType::kAuthorization);
       bool abort_open = FindOpenOp(OpKind::kAbort) != nullptr;
       if (tx && tx->state == TxState::kCompleted) {
-        pay.authorization_tx = tx->id;
-        AuthorizationSucceeded(tx->amount > 0 ? tx->amount : pay.purchase.amount, tx->id);
+        AuthorizationCompleted(*tx);
         return;
       }
       if (tx && tx->state == TxState::kFailed) {
-        std::string type = tx->problem ? tx->problem->type : "";
-        std::string key = ProblemKey(type);
         if (pay.phase == Phase::kAborting && abort_open) return;  // the abort settles it
-        AuthorizationFailed(
-            key == "vippsdeclined" || key.empty() ? code::kDeclined : code::kPayexProblem,
-            tx->problem ? DescribeProblem(*tx->problem) : "declined in Vipps", type);
+        AuthorizationTxFailed(*tx);
         return;
       }
       if (s.state == PaymentState::kFailed) {
@@ -1207,10 +1210,7 @@ class Machine {
 
   void On(const CallbackHint&) {
     Payment& pay = p();
-    bool doubt = false;
-    for (const Op& op : pay.ops)
-      if (op.status == OpStatus::kInDoubt || op.status == OpStatus::kPending) doubt = true;
-    if (doubt || pay.phase == Phase::kAwaitingPayer || pay.phase == Phase::kAborting) {
+    if (FirstUnresolved() || pay.phase == Phase::kAwaitingPayer || pay.phase == Phase::kAborting) {
       pay.read_wanted = true;
       Note("callback: read wanted");
     } else {
