@@ -434,6 +434,11 @@ const std::vector<Setting>& Settings() {
     s.push_back(Int(h, "port", FIELD(http.port), 0, 65535));
     s.push_back(Str(h, "callback_base_url", FIELD(http.callback_base_url), SR::kHttpUrl));
     s.push_back(Int(h, "max_body_bytes", FIELD(http.max_body_bytes), 1));
+    s.push_back(Dur(h, "read_timeout", FIELD(http.read_timeout)));
+
+    const std::string a = "admin";
+    s.push_back(Str(a, "listen_address", FIELD(admin.listen_address), SR::kNonEmpty));
+    s.push_back(Int(a, "port", FIELD(admin.port), 0, 65535));
 
     const std::string e = "engine";
     s.push_back(Int(e, "max_batch", FIELD(engine.max_batch), 1));

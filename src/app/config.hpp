@@ -36,8 +36,17 @@ struct HttpConfig {
   std::string listen_address = "127.0.0.1";
   uint16_t port = 8080;  // 0: any free port (tests)
   // The public URL PayEx calls back; callbackUrl is "<this>/<order_id>?token=...".
-  std::string callback_base_url = "http://127.0.0.1:8080/payex/callback";
+  std::string callback_base_url = "http://127.0.0.1:8080/callbacks/payex";
   std::size_t max_body_bytes = 64 * 1024;
+  // Requests slower than this to arrive (headers and body) are dropped.
+  std::chrono::milliseconds read_timeout{10'000};
+};
+
+// The operators' endpoint (payorchctl payment resolve/republish): a second
+// listener, loopback by default, never exposed to PayEx.
+struct AdminConfig {
+  std::string listen_address = "127.0.0.1";
+  uint16_t port = 8081;  // 0: any free port (tests)
 };
 
 struct EngineConfig {
@@ -62,6 +71,7 @@ struct Config {
   payex::ClientOptions payex;  // token from PAYORCH_PAYEX_TOKEN; callback_url_base
                                // = http.callback_base_url
   HttpConfig http;
+  AdminConfig admin;
   EngineConfig engine;
   LogConfig log;
   std::string callback_secret;  // from PAYORCH_CALLBACK_SECRET: keys the callback tokens

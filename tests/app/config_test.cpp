@@ -81,7 +81,7 @@ TEST(Config, ShippedFileLoadsAndEqualsTheDefaults) {
   EXPECT_EQ(DescribeConfig(loaded), DescribeConfig(expected));
   EXPECT_EQ(loaded.payex.token, kToken);
   EXPECT_EQ(loaded.callback_secret, kCallbackSecret);
-  EXPECT_EQ(loaded.payex.callback_url_base, "http://127.0.0.1:8080/payex/callback");
+  EXPECT_EQ(loaded.payex.callback_url_base, "http://127.0.0.1:8080/callbacks/payex");
   EXPECT_EQ(loaded.payments.first_poll, std::chrono::seconds(3));
   EXPECT_EQ(loaded.engine.max_batch, 256u);
   EXPECT_EQ(loaded.bus.url, expected.bus.url);
