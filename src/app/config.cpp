@@ -158,7 +158,9 @@ milliseconds GetDuration(const Input& in, bool allow_zero) {
 }
 
 // An http(s) URL with a host; the scheme, lowercased, or a Bad.
-std::string CheckHttpUrl(const std::string& url) {
+// allow_port_zero: for http.callback_base_url, where port 0 means "the port
+// payorchd binds" (http.port = 0 in tests and the demo).
+std::string CheckHttpUrl(const std::string& url, bool allow_port_zero = false) {
   size_t sep = url.find("://");
   if (sep == std::string::npos)
     throw Bad{Quoted(url) + " is not a URL (expected http(s)://host/...)"};
@@ -188,7 +190,7 @@ std::string CheckHttpUrl(const std::string& url) {
   if (!authority.empty()) {
     int port = 0;
     auto [end, ec] = std::from_chars(authority.data(), authority.data() + authority.size(), port);
-    if (ec != std::errc() || end != authority.data() + authority.size() || port < 1 || port > 65535)
+    if (ec != std::errc() || end != authority.data() + authority.size() || port < (allow_port_zero ? 0 : 1) || port > 65535)
       throw Bad{Quoted(url) + " has a bad port " + Quoted(authority)};
   }
   for (char c : url)
@@ -285,7 +287,7 @@ Setting Bool(std::string section, std::string key, Get get) {
           [=](const Config& c) { return std::string(get(c) ? "true" : "false"); }};
 }
 
-enum class StrRule { kAny, kNonEmpty, kName, kHttpUrl, kHttpUrlOrEmpty, kAmqpUrl };
+enum class StrRule { kAny, kNonEmpty, kName, kHttpUrl, kHttpUrlOrEmpty, kAmqpUrl, kCallbackUrl };
 
 template <class Get>
 Setting Str(std::string section, std::string key, Get get, StrRule rule) {
@@ -305,6 +307,7 @@ Setting Str(std::string section, std::string key, Get get, StrRule rule) {
                 if (v.empty()) break;
                 [[fallthrough]];
               case StrRule::kHttpUrl: CheckHttpUrl(v); break;
+              case StrRule::kCallbackUrl: CheckHttpUrl(v, true); break;
               case StrRule::kAmqpUrl:
                 if (!v.starts_with("amqp://"))
                   throw Bad{Quoted(MaskUrlPassword(v)) +
@@ -432,7 +435,7 @@ const std::vector<Setting>& Settings() {
     const std::string h = "http";
     s.push_back(Str(h, "listen_address", FIELD(http.listen_address), SR::kNonEmpty));
     s.push_back(Int(h, "port", FIELD(http.port), 0, 65535));
-    s.push_back(Str(h, "callback_base_url", FIELD(http.callback_base_url), SR::kHttpUrl));
+    s.push_back(Str(h, "callback_base_url", FIELD(http.callback_base_url), SR::kCallbackUrl));
     s.push_back(Int(h, "max_body_bytes", FIELD(http.max_body_bytes), 1));
     s.push_back(Dur(h, "read_timeout", FIELD(http.read_timeout)));
 

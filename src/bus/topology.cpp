@@ -241,4 +241,194 @@ uint32_t Admin::Purge(const std::string& queue) {
   });
 }
 
+
+std::vector<GotMessage> Admin::Peek(const std::string& queue, size_t max) {
+  HoldChannel hold = OpenHold();
+  std::vector<GotMessage> out;
+  while (out.size() < max) {
+    auto m = hold.Get(queue);
+    if (!m) break;
+    out.push_back(std::move(*m));
+  }
+  hold.Close();
+  return out;
+}
+
+HoldChannel Admin::OpenHold() {
+  // Never reused: a channel error closes it on the broker's side for good.
+  uint16_t channel = next_channel_++;
+  try {
+    connection_->OpenChannel(channel);
+    // Confirms, so that a replay acks the dead letter only once its copy is safe.
+    amqp_confirm_select(connection_->get(), channel);
+    connection_->Check("confirm.select");
+  } catch (const AmqpError& e) {
+    throw BusError("opening a holding channel: " + std::string(e.what()), e.reply_code());
+  }
+  return HoldChannel(*connection_, channel);
+}
+
+// --- HoldChannel -------------------------------------------------------------
+
+HoldChannel::HoldChannel(Connection& connection, uint16_t channel)
+    : connection_(&connection), channel_(channel) {}
+
+HoldChannel::HoldChannel(HoldChannel&& other) noexcept
+    : connection_(other.connection_),
+      channel_(other.channel_),
+      open_(other.open_),
+      next_publish_seq_(other.next_publish_seq_),
+      held_(other.held_) {
+  other.open_ = false;
+}
+
+HoldChannel::~HoldChannel() {
+  try {
+    Close();
+  } catch (const std::exception&) {
+    // The connection is gone: the broker gives back what was held anyway.
+  }
+}
+
+void HoldChannel::Fail(const std::string& what, const std::exception& e) {
+  // A channel-level error closed the channel (the broker gave back what it held);
+  // a connection-level one took the whole connection.
+  open_ = false;
+  held_ = 0;
+  if (const auto* amqp = dynamic_cast<const AmqpError*>(&e))
+    throw BusError(what + ": " + amqp->what(), amqp->reply_code());
+  throw BusError(what + ": " + e.what());
+}
+
+std::optional<GotMessage> HoldChannel::Get(const std::string& queue) {
+  if (!open_) throw BusError("basic.get from " + queue + ": the holding channel is closed");
+  try {
+    amqp_rpc_reply_t reply =
+        amqp_basic_get(connection_->get(), channel_, Bytes(queue), /*no_ack=*/0);
+    connection_->Check(reply, "basic.get");
+    if (reply.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) return std::nullopt;
+    auto* ok = static_cast<amqp_basic_get_ok_t*>(reply.reply.decoded);
+    GotMessage m;
+    m.exchange = detail::ToString(ok->exchange);
+    m.routing_key = detail::ToString(ok->routing_key);
+    m.redelivered = ok->redelivered;
+    m.remaining = ok->message_count;
+    m.delivery_tag = ok->delivery_tag;
+    ++held_;
+    connection_->ReadContent(channel_, m.properties, m.body);
+    return m;
+  } catch (const std::exception& e) {
+    Fail("basic.get from " + queue, e);
+  }
+}
+
+void HoldChannel::Ack(uint64_t delivery_tag) {
+  if (!open_) throw BusError("basic.ack: the holding channel is closed");
+  try {
+    connection_->CheckStatus(amqp_basic_ack(connection_->get(), channel_, delivery_tag, 0),
+                             "basic.ack");
+    if (held_ > 0) --held_;
+  } catch (const std::exception& e) {
+    Fail("basic.ack", e);
+  }
+}
+
+void HoldChannel::Nack(uint64_t delivery_tag, bool requeue) {
+  if (!open_) throw BusError("basic.nack: the holding channel is closed");
+  try {
+    connection_->CheckStatus(
+        amqp_basic_nack(connection_->get(), channel_, delivery_tag, 0, requeue ? 1 : 0),
+        "basic.nack");
+    if (held_ > 0) --held_;
+  } catch (const std::exception& e) {
+    Fail("basic.nack", e);
+  }
+}
+
+PublishResult HoldChannel::Publish(const Message& message, std::chrono::milliseconds timeout) {
+  if (!open_) return PublishResult{PublishStatus::kNotConnected, "the holding channel is closed"};
+  const std::string what = "publishing to exchange '" + message.exchange + "' with routing key '" +
+                           message.routing_key + "'";
+  try {
+    AmqpValues values;
+    amqp_basic_properties_t props = values.MakeProperties(message.properties);
+    connection_->CheckStatus(
+        amqp_basic_publish(connection_->get(), channel_, Bytes(message.exchange),
+                           Bytes(message.routing_key), message.mandatory ? 1 : 0, 0, &props,
+                           Bytes(message.body)),
+        "basic.publish");
+    const uint64_t seq = next_publish_seq_++;
+    PublishResult result;
+    bool returned = false;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      amqp_frame_t frame;
+      if (left.count() <= 0 || !connection_->NextFrame(frame, left)) {
+        // The confirm may still come; later publishes would be confused by it.
+        Close();
+        throw BusError(what + ": no publisher confirm within " +
+                       std::to_string(timeout.count()) +
+                       " ms (is the broker blocked by a memory or disk alarm?)");
+      }
+      if (frame.channel != channel_ || frame.frame_type != AMQP_FRAME_METHOD) continue;
+      const amqp_method_t& method = frame.payload.method;
+      if (method.id == AMQP_BASIC_RETURN_METHOD) {
+        auto* ret = static_cast<amqp_basic_return_t*>(method.decoded);
+        result.detail = "returned: " + std::to_string(ret->reply_code) + " " +
+                        detail::ToString(ret->reply_text);
+        Properties ignored_properties;
+        std::string ignored_body;
+        connection_->ReadContent(channel_, ignored_properties, ignored_body);
+        returned = true;
+      } else if (method.id == AMQP_BASIC_ACK_METHOD) {
+        auto* ack = static_cast<amqp_basic_ack_t*>(method.decoded);
+        if (ack->delivery_tag < seq) continue;  // an earlier publish's (none are pending)
+        result.status = returned ? PublishStatus::kReturned : PublishStatus::kConfirmed;
+        return result;
+      } else if (method.id == AMQP_BASIC_NACK_METHOD) {
+        auto* nack = static_cast<amqp_basic_nack_t*>(method.decoded);
+        if (nack->delivery_tag < seq) continue;
+        result.status = PublishStatus::kNacked;
+        result.detail = "the broker refused the message (basic.nack)";
+        return result;
+      }
+    }
+  } catch (const BusError&) {
+    throw;
+  } catch (const std::exception& e) {
+    Fail(what, e);
+  }
+}
+
+void HoldChannel::Pause(std::chrono::milliseconds duration) {
+  if (!open_) return;
+  const auto deadline = std::chrono::steady_clock::now() + duration;
+  try {
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return;
+      // Waiting in rabbitmq-c (not in sleep) lets it answer heartbeats.
+      amqp_frame_t frame;
+      connection_->NextFrame(frame, left);
+    }
+  } catch (const std::exception& e) {
+    Fail("waiting on the holding channel", e);
+  }
+}
+
+void HoldChannel::Close() {
+  if (!open_) return;
+  open_ = false;
+  held_ = 0;
+  try {
+    amqp_channel_close(connection_->get(), channel_, AMQP_REPLY_SUCCESS);
+    connection_->Check("closing the holding channel");
+  } catch (const AmqpError& e) {
+    throw BusError("closing the holding channel: " + std::string(e.what()), e.reply_code());
+  }
+}
+
 }  // namespace payorch::bus

@@ -5,11 +5,13 @@
 // broker state (the message says what to do), BusError for everything else.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bus/config.hpp"
 #include "bus/message.hpp"
@@ -57,6 +59,57 @@ struct GotMessage {
   std::string body;
   bool redelivered = false;
   uint32_t remaining = 0;  // messages left in the queue, as the broker counted
+  // The delivery tag on the channel that got it (HoldChannel); 0 from Take, which acks at once.
+  uint64_t delivery_tag = 0;
+};
+
+class Admin;
+
+// A channel of its own on an Admin's connection, for taking messages without
+// acking them and publishing with confirms (payorchctl's peek, replay and purge).
+// A message taken here stays in its queue but is invisible to every other
+// consumer until it is acked (gone) or the channel closes: then the broker puts it
+// back where it was (a classic queue keeps the order). So two readers never hold
+// the same message, and a reader that dies gives back what it held.
+// Used by the Admin's thread only; must not outlive the Admin. Errors: BusError; a
+// channel error (e.g. publishing to a missing exchange) closes the channel on the
+// broker's side, which gives back what it held, and the HoldChannel is then closed.
+class HoldChannel {
+ public:
+  HoldChannel(HoldChannel&& other) noexcept;
+  HoldChannel& operator=(HoldChannel&&) = delete;
+  HoldChannel(const HoldChannel&) = delete;
+  ~HoldChannel();  // Close(), errors swallowed
+
+  // basic.get without auto-ack: nullopt when the queue has no ready message.
+  std::optional<GotMessage> Get(const std::string& queue);
+  // Removes a held message from its queue for good.
+  void Ack(uint64_t delivery_tag);
+  // Gives a held message back now (requeue) or drops it (dead-letters it, if its
+  // queue has a dead-letter exchange). A message given back is ready again at once,
+  // so the next Get may return it: callers that scan keep what they skip held instead.
+  void Nack(uint64_t delivery_tag, bool requeue);
+  // Publishes and waits for the broker's confirm (at most `timeout`, then BusError).
+  // Mandatory messages that no queue takes come back as kReturned.
+  PublishResult Publish(const Message& message,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Waits without sending anything, answering heartbeats meanwhile (rate limits).
+  void Pause(std::chrono::milliseconds duration);
+  // Closes the channel: every held message goes back to its queue. Idempotent.
+  void Close();
+  bool IsOpen() const { return open_; }
+  size_t Held() const { return held_; }  // taken and neither acked nor nacked
+
+ private:
+  friend class Admin;
+  HoldChannel(detail::Connection& connection, uint16_t channel);
+  [[noreturn]] void Fail(const std::string& what, const std::exception& e);
+
+  detail::Connection* connection_;
+  uint16_t channel_;
+  bool open_ = true;
+  uint64_t next_publish_seq_ = 1;  // confirm.select numbers publishes from 1
+  size_t held_ = 0;
 };
 
 class Admin {
@@ -81,6 +134,12 @@ class Admin {
   // Takes one message off the queue, acked at once (basic.get with auto-ack).
   std::optional<GotMessage> Take(const std::string& queue);
   uint32_t Purge(const std::string& queue);
+  // Non-destructive: takes up to `max` messages without acking them on a channel of
+  // its own, then closes that channel, so the broker puts them all back in their
+  // order. While it runs, other consumers cannot get the messages it holds.
+  std::vector<GotMessage> Peek(const std::string& queue, size_t max);
+  // A channel of its own in confirm mode, for holding, acking and publishing.
+  HoldChannel OpenHold();
 
  private:
   template <typename F>

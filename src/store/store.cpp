@@ -107,6 +107,33 @@ CREATE TABLE history (
 );
 CREATE INDEX history_order ON history(order_id, id);
 )sql",
+    // 2: operators' replays of dead letters (payorchctl dlq replay): who, when, why
+    // and which messages, one row per message so that a replay can be searched.
+    R"sql(
+CREATE TABLE replays (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  who           TEXT NOT NULL,
+  started_at    INTEGER NOT NULL,
+  finished_at   INTEGER,
+  reason        TEXT NOT NULL,
+  filter        TEXT NOT NULL,
+  queue         TEXT NOT NULL,
+  message_count INTEGER NOT NULL DEFAULT 0,
+  outcome       TEXT NOT NULL,
+  detail        TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE replay_messages (
+  replay_id   INTEGER NOT NULL REFERENCES replays(id),
+  n           INTEGER NOT NULL,
+  message_id  TEXT NOT NULL,
+  event_id    TEXT NOT NULL,
+  order_id    TEXT NOT NULL,
+  routing_key TEXT NOT NULL,
+  replayed_at INTEGER NOT NULL,
+  PRIMARY KEY (replay_id, n)
+) WITHOUT ROWID;
+)sql",
 };
 
 ErrorCode CodeOf(int rc) {
@@ -316,7 +343,7 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "SELECT order_id FROM payments WHERE due_at IS NOT NULL AND due_at <= ?1"
     " ORDER BY due_at LIMIT ?2",
     "SELECT min(due_at) FROM payments WHERE due_at IS NOT NULL",
-    "SELECT seq, body, created_at, sent_at FROM outbox WHERE sent_at IS NULL"
+    "SELECT seq, body, created_at, sent_at FROM outbox WHERE sent_at IS NULL AND seq > ?2"
     " ORDER BY seq LIMIT ?1",
     "SELECT order_id FROM payments WHERE in_flight_call IS NOT NULL",
     "SELECT " PAYORCH_OPERATION_COLUMNS
@@ -728,8 +755,9 @@ const std::string& Store::path() const {
   return impl_->path;
 }
 
-WriteResult Store::CommitBatch(std::span<const Commit> batch) {
-  if (batch.empty()) return {};
+WriteResult Store::CommitBatch(std::span<const Commit> batch, std::span<const int64_t> sent,
+                               Time sent_at) {
+  if (batch.empty() && sent.empty()) return {};
   Impl& s = *impl_;
   std::optional<size_t> current;
   try {
@@ -739,6 +767,9 @@ WriteResult Store::CommitBatch(std::span<const Commit> batch) {
       s.Apply(batch[i]);
     }
     current.reset();
+    // Confirms ride along with the decisions: one transaction, one fsync for both.
+    for (int64_t seq : sent)
+      s.Use(kMarkSent, "marking outbox rows sent").Int(1, seq).Int(2, ToMillis(sent_at)).Exec();
     tx.Commit();
     return {};
   } catch (const StoreError& e) {
@@ -818,10 +849,37 @@ std::optional<Time> Store::NextDueAt() {
   return r.ColOptTime(0);
 }
 
-std::vector<OutboxRow> Store::UnsentOutbox(size_t limit) {
+std::vector<OutboxRow> Store::UnsentOutbox(size_t limit, int64_t after_seq) {
   Run r = impl_->Use(kUnsentOutbox, "reading unsent outbox rows");
-  r.Int(1, static_cast<int64_t>(limit));
+  r.Int(1, static_cast<int64_t>(limit)).Int(2, after_seq);
   return ReadRows(r, [this](const Run& row) { return impl_->ReadOutbox(row, 0); });
+}
+
+PaymentGauges Store::Gauges() {
+  PaymentGauges g;
+  auto query = [this](const char* sql, auto&& row) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(impl_->db, sql, -1, &stmt, nullptr) != SQLITE_OK)
+      throw StoreError(ErrorCode::kIo, "store " + impl_->path + ": reading gauges: " +
+                                           sqlite3_errmsg(impl_->db));
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) row(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+      throw StoreError(ErrorCode::kIo, "store " + impl_->path + ": reading gauges failed");
+  };
+  query("SELECT phase, count(*) FROM payments GROUP BY phase", [&](sqlite3_stmt* st) {
+    g.by_phase.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                            sqlite3_column_int64(st, 1));
+  });
+  query("SELECT min(doubt_since) FROM payments WHERE doubt_since IS NOT NULL",
+        [&](sqlite3_stmt* st) {
+          if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+            g.oldest_doubt = FromMillis(sqlite3_column_int64(st, 0));
+        });
+  query("SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+        [&](sqlite3_stmt* st) { g.outbox_unsent = sqlite3_column_int64(st, 0); });
+  return g;
 }
 
 std::vector<std::string> Store::PaymentsWithCallsInFlight() {
@@ -877,6 +935,195 @@ Counts Store::RowCounts(Time now) {
   c.outbox_unsent = count(kCountUnsent);
   c.operations_unfinished = count(kCountUnfinished);
   return c;
+}
+
+
+// --- Operator queries and replay records (payorchctl) -------------------------
+// Prepared per call rather than cached: an operator's tool runs them a few times.
+
+std::vector<PaymentSummary> Store::ListPayments(const PaymentFilter& filter) {
+  Impl& s = *impl_;
+  const Stmt stmt(s.db, s.path,
+                  "SELECT order_id, phase, payment_id, authorized, captured, cancelled, reversed,"
+                  " due_at, doubt_since, in_flight_call, updated_at FROM payments"
+                  " WHERE (?1 IS NULL OR phase = ?1) AND (?2 IS NULL OR updated_at < ?2)"
+                  " AND (?3 = 0 OR doubt_since IS NOT NULL)"
+                  " ORDER BY updated_at, order_id LIMIT ?4");
+  const std::string phase = filter.phase ? domain::PhaseName(*filter.phase) : "";
+  Run r(s.db, s.path, stmt, "listing payments");
+  if (filter.phase) {
+    r.Text(1, phase);
+  } else {
+    r.Null(1);
+  }
+  if (filter.updated_before) {
+    r.Int(2, ToMillis(*filter.updated_before));
+  } else {
+    r.Null(2);
+  }
+  r.Int(3, filter.in_doubt ? 1 : 0).Int(4, static_cast<int64_t>(filter.limit));
+  return ReadRows(r, [](const Run& row) {
+    PaymentSummary p;
+    p.order_id = row.ColText(0);
+    p.phase = row.ColText(1);
+    p.payment_id = row.ColText(2);
+    p.balance = domain::Balance{row.ColInt(3), row.ColInt(4), row.ColInt(5), row.ColInt(6)};
+    p.due_at = row.ColOptTime(7);
+    p.doubt_since = row.ColOptTime(8);
+    if (!row.IsNull(9)) p.in_flight_call = row.ColInt(9);
+    p.updated_at = row.ColTime(10);
+    return p;
+  });
+}
+
+WriteResult Store::StartReplay(ReplayRecord& record) {
+  Impl& s = *impl_;
+  try {
+    Transaction tx(s.db, s.path, *s.stmts[kBegin], *s.stmts[kCommit], *s.stmts[kRollback]);
+    const Stmt stmt(s.db, s.path,
+                    "INSERT INTO replays (who, started_at, reason, filter, queue, outcome, detail)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, 'running', '')");
+    Run(s.db, s.path, stmt, "recording a replay")
+        .Text(1, record.who)
+        .Int(2, ToMillis(record.started_at))
+        .Text(3, record.reason)
+        .Text(4, record.filter)
+        .Text(5, record.queue)
+        .Exec();
+    const int64_t id = sqlite3_last_insert_rowid(s.db);
+    tx.Commit();
+    record.id = id;
+    record.outcome = "running";
+    record.message_count = 0;
+    record.finished_at.reset();
+    return {};
+  } catch (const StoreError& e) {
+    return Failed(e, std::nullopt);
+  }
+}
+
+WriteResult Store::AddReplayedMessages(int64_t replay_id,
+                                       std::span<const ReplayedMessage> messages) {
+  if (messages.empty()) return {};
+  Impl& s = *impl_;
+  std::optional<size_t> current;
+  try {
+    Transaction tx(s.db, s.path, *s.stmts[kBegin], *s.stmts[kCommit], *s.stmts[kRollback]);
+    const Stmt count(s.db, s.path, "SELECT message_count FROM replays WHERE id = ?1");
+    int64_t n = 0;
+    {
+      Run r(s.db, s.path, count, "reading the replay record");
+      r.Int(1, replay_id);
+      if (!r.Step())
+        Throw(s.path, ErrorCode::kConstraint, "no replay record " + std::to_string(replay_id));
+      n = r.ColInt(0);
+    }
+    const Stmt insert(s.db, s.path,
+                      "INSERT INTO replay_messages (replay_id, n, message_id, event_id, order_id,"
+                      " routing_key, replayed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    for (size_t i = 0; i < messages.size(); ++i) {
+      current = i;
+      const ReplayedMessage& m = messages[i];
+      Run(s.db, s.path, insert, "recording a replayed message")
+          .Int(1, replay_id)
+          .Int(2, ++n)
+          .Text(3, m.message_id)
+          .Text(4, m.event_id)
+          .Text(5, m.order_id)
+          .Text(6, m.routing_key)
+          .Int(7, ToMillis(m.replayed_at))
+          .Exec();
+    }
+    current.reset();
+    const Stmt update(s.db, s.path, "UPDATE replays SET message_count = ?2 WHERE id = ?1");
+    Run(s.db, s.path, update, "counting replayed messages").Int(1, replay_id).Int(2, n).Exec();
+    tx.Commit();
+    return {};
+  } catch (const StoreError& e) {
+    return Failed(e, current);
+  }
+}
+
+WriteResult Store::FinishReplay(int64_t replay_id, std::string_view outcome,
+                                std::string_view detail, Time at) {
+  Impl& s = *impl_;
+  try {
+    Transaction tx(s.db, s.path, *s.stmts[kBegin], *s.stmts[kCommit], *s.stmts[kRollback]);
+    const Stmt stmt(s.db, s.path,
+                    "UPDATE replays SET finished_at = ?2, outcome = ?3, detail = ?4 WHERE id = ?1");
+    Run(s.db, s.path, stmt, "finishing the replay record")
+        .Int(1, replay_id)
+        .Int(2, ToMillis(at))
+        .Text(3, outcome)
+        .Text(4, detail)
+        .Exec();
+    if (sqlite3_changes(s.db) != 1)
+      Throw(s.path, ErrorCode::kConstraint, "no replay record " + std::to_string(replay_id));
+    tx.Commit();
+    return {};
+  } catch (const StoreError& e) {
+    return Failed(e, std::nullopt);
+  }
+}
+
+namespace {
+
+#define PAYORCH_REPLAY_COLUMNS \
+  "id, who, started_at, finished_at, reason, filter, queue, message_count, outcome, detail"
+
+ReplayRecord ReadReplay(const Run& r) {
+  ReplayRecord rec;
+  rec.id = r.ColInt(0);
+  rec.who = r.ColText(1);
+  rec.started_at = r.ColTime(2);
+  rec.finished_at = r.ColOptTime(3);
+  rec.reason = r.ColText(4);
+  rec.filter = r.ColText(5);
+  rec.queue = r.ColText(6);
+  rec.message_count = r.ColInt(7);
+  rec.outcome = r.ColText(8);
+  rec.detail = r.ColText(9);
+  return rec;
+}
+
+}  // namespace
+
+std::vector<ReplayRecord> Store::Replays(size_t limit) {
+  Impl& s = *impl_;
+  const Stmt stmt(s.db, s.path,
+                  "SELECT " PAYORCH_REPLAY_COLUMNS " FROM replays ORDER BY id DESC LIMIT ?1");
+  Run r(s.db, s.path, stmt, "reading replay records");
+  r.Int(1, static_cast<int64_t>(limit));
+  return ReadRows(r, ReadReplay);
+}
+
+std::optional<ReplayRecord> Store::LoadReplay(int64_t replay_id) {
+  Impl& s = *impl_;
+  const Stmt stmt(s.db, s.path, "SELECT " PAYORCH_REPLAY_COLUMNS " FROM replays WHERE id = ?1");
+  Run r(s.db, s.path, stmt, "reading a replay record");
+  r.Int(1, replay_id);
+  if (!r.Step()) return std::nullopt;
+  return ReadReplay(r);
+}
+
+#undef PAYORCH_REPLAY_COLUMNS
+
+std::vector<ReplayedMessage> Store::ReplayMessages(int64_t replay_id) {
+  Impl& s = *impl_;
+  const Stmt stmt(s.db, s.path,
+                  "SELECT message_id, event_id, order_id, routing_key, replayed_at"
+                  " FROM replay_messages WHERE replay_id = ?1 ORDER BY n");
+  Run r(s.db, s.path, stmt, "reading replayed messages");
+  r.Int(1, replay_id);
+  return ReadRows(r, [](const Run& row) {
+    ReplayedMessage m;
+    m.message_id = row.ColText(0);
+    m.event_id = row.ColText(1);
+    m.order_id = row.ColText(2);
+    m.routing_key = row.ColText(3);
+    m.replayed_at = row.ColTime(4);
+    return m;
+  });
 }
 
 }  // namespace payorch::store

@@ -139,10 +139,62 @@ struct Counts {
   int64_t operations_unfinished = 0;
 };
 
+// For metrics: payments per phase, the oldest unresolved doubt, the outbox backlog.
+struct PaymentGauges {
+  std::vector<std::pair<std::string, int64_t>> by_phase;  // phase name, count
+  std::optional<domain::Time> oldest_doubt;
+  int64_t outbox_unsent = 0;
+};
+
+// A replay of dead letters by an operator (payorchctl dlq replay): who, when, why,
+// which messages. Written while the replay runs: started as "running", messages
+// added in batches as their copies are confirmed, finished with its outcome.
+struct ReplayRecord {
+  int64_t id = 0;
+  std::string who;  // $USER, or payorchctl --who
+  domain::Time started_at{};
+  std::optional<domain::Time> finished_at;  // none while running (or if the replayer died)
+  std::string reason;                       // the operator's --reason text
+  std::string filter;                       // which messages: "all", "ids=...", "error=... since=..."
+  std::string queue;                        // the dead-letter queue replayed from
+  int64_t message_count = 0;                // messages replayed (published and confirmed)
+  std::string outcome;                      // "running", "completed", "failed"
+  std::string detail;                       // for people: why it failed, what remained
+};
+
+// One message of a replay.
+struct ReplayedMessage {
+  std::string message_id;  // payorchctl's id of the dead letter
+  std::string event_id;    // "" when the body did not decode
+  std::string order_id;    // "" when the body did not decode
+  std::string routing_key;
+  domain::Time replayed_at{};
+};
+
+// Payments for an operator's list; unset filters match everything.
+struct PaymentFilter {
+  std::optional<domain::Phase> phase;
+  std::optional<domain::Time> updated_before;  // last changed before this time
+  bool in_doubt = false;                       // only payments with an unresolved doubt
+  size_t limit = 1000;
+};
+
+// A payments row without its body.
+struct PaymentSummary {
+  std::string order_id;
+  std::string phase;
+  std::string payment_id;
+  domain::Balance balance;
+  std::optional<domain::Time> due_at;
+  std::optional<domain::Time> doubt_since;
+  std::optional<int64_t> in_flight_call;
+  domain::Time updated_at{};
+};
+
 class Store {
  public:
   // The schema version this build writes (PRAGMA user_version); one migration each.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the store, applying missing migrations (one transaction each).
   // Throws StoreError for a corrupt or foreign file, a newer schema, a lock held
@@ -156,7 +208,10 @@ class Store {
   // One transaction (BEGIN IMMEDIATE ... COMMIT) for the whole batch, in order:
   // per commit the payment upsert, the inbox row, finishing the call, the new
   // operations, the outbox events and a history row. All or nothing.
-  WriteResult CommitBatch(std::span<const Commit> batch);
+  // `sent`: outbox rows confirmed by the broker meanwhile, marked in the same
+  // transaction (MarkSent without a second fsync).
+  WriteResult CommitBatch(std::span<const Commit> batch, std::span<const int64_t> sent = {},
+                          domain::Time sent_at = {});
   WriteResult CommitOne(const Commit& commit) { return CommitBatch({&commit, 1}); }
 
   // Marks outbox rows as confirmed by the broker; rows already marked are left alone.
@@ -173,8 +228,9 @@ class Store {
   std::vector<std::string> DuePayments(domain::Time now, size_t limit);
   // The earliest due_at of any payment: the engine's one in-memory timer.
   std::optional<domain::Time> NextDueAt();
-  // Unsent outbox rows in seq order (the order they were committed).
-  std::vector<OutboxRow> UnsentOutbox(size_t limit);
+  // Unsent outbox rows in seq order (the order they were committed), after `after_seq`
+  // (the relay's cursor: rows it already holds in memory are not read again).
+  std::vector<OutboxRow> UnsentOutbox(size_t limit, int64_t after_seq = 0);
   // Payments whose body has a call in flight (in_flight.call_id != 0): what a
   // restart must resolve.
   std::vector<std::string> PaymentsWithCallsInFlight();
@@ -187,6 +243,23 @@ class Store {
   std::vector<OutboxRow> OutboxFor(std::string_view order_id);
 
   Counts RowCounts(domain::Time now);
+  // Scans the payments table (O(payments)): for /metrics, not for every decision.
+  PaymentGauges Gauges();
+
+  // Operator's list of payments, oldest change first (payorchctl payment list).
+  std::vector<PaymentSummary> ListPayments(const PaymentFilter& filter);
+
+  // Replay records (schema version 2). StartReplay inserts `record` as running and
+  // sets record.id; AddReplayedMessages appends messages and counts them (one
+  // transaction); FinishReplay sets finished_at, outcome and detail.
+  WriteResult StartReplay(ReplayRecord& record);
+  WriteResult AddReplayedMessages(int64_t replay_id, std::span<const ReplayedMessage> messages);
+  WriteResult FinishReplay(int64_t replay_id, std::string_view outcome, std::string_view detail,
+                           domain::Time at);
+  // Newest first.
+  std::vector<ReplayRecord> Replays(size_t limit);
+  std::optional<ReplayRecord> LoadReplay(int64_t replay_id);
+  std::vector<ReplayedMessage> ReplayMessages(int64_t replay_id);
 
   const std::string& path() const;
 

@@ -130,7 +130,7 @@ TEST_F(StoreTest, CreatesTheSchemaFromNothingAndReopens) {
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.Column("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"),
             (std::vector<std::string>{"history", "inbox", "operations", "outbox", "payments",
-                                      "sqlite_sequence"}));
+                                      "replay_messages", "replays", "sqlite_sequence"}));
   EXPECT_EQ(raw.Column("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL"
                        " ORDER BY name"),
             (std::vector<std::string>{"history_order", "operations_unfinished", "outbox_unsent",

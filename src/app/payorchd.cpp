@@ -1,0 +1,336 @@
+// payorchd: the orchestrator process. Loads the configuration, opens the store,
+// starts the engine, the callback/health/metrics server and the operators' admin
+// endpoint on one io_context thread, and drains on SIGTERM/SIGINT (exit 0).
+// Exit codes: 0 drained, 1 start-up or runtime failure, 2 usage or configuration.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "app/config.hpp"
+#include "engine/engine.hpp"
+#include "engine/log.hpp"
+#include "http/callbacks.hpp"
+#include "http/metrics.hpp"
+#include "http/server.hpp"
+
+namespace {
+
+using namespace payorch;
+using engine::Level;
+using engine::Log;
+
+constexpr const char* kUsage = R"(payorchd - the payorch payment orchestrator (Vipps through PayEx)
+
+Usage: payorchd [--config FILE] [--set section.key=value]... [--ready-file FILE]
+       payorchd --check-config [--config FILE] [--set ...]
+
+  --config FILE       the configuration (default: config/payorch.toml, or $PAYORCH_CONFIG)
+  --set S.K=V         override one setting of the file (repeatable)
+  --ready-file FILE   once serving, write "http_port=N", "admin_port=N", "pid=N" lines here
+  --check-config      validate the configuration, print it (secrets masked) and exit
+  --help              this text
+
+Secrets come from the environment only: PAYORCH_PAYEX_TOKEN, PAYORCH_CALLBACK_SECRET
+(at least 32 bytes), PAYORCH_AMQP_PASSWORD (optional). SIGTERM or SIGINT drains: intake
+stops, decided work is committed and acked, confirms are awaited, then exit 0.
+Endpoints: POST <http.callback_base_url>/<order_id>?token=..., GET /healthz, /readyz,
+/metrics on [http]; POST /admin/payments/<order_id>/resolve|republish, GET /admin/ping
+on [admin].
+)";
+
+struct Args {
+  std::string config = "config/payorch.toml";
+  std::vector<std::string> overrides;
+  std::string ready_file;
+  bool check = false;
+};
+
+// nullopt: exit with the code in `exit_code`.
+std::optional<Args> ParseArgs(int argc, char** argv, int& exit_code) {
+  Args a;
+  if (const char* env = std::getenv("PAYORCH_CONFIG"); env && *env) a.config = env;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const char* name) -> std::optional<std::string> {
+      std::string prefix = std::string(name) + "=";
+      if (arg.rfind(prefix, 0) == 0) return arg.substr(prefix.size());
+      if (arg == name && i + 1 < argc) return std::string(argv[++i]);
+      return std::nullopt;
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      exit_code = 0;
+      return std::nullopt;
+    } else if (arg == "--check-config") {
+      a.check = true;
+    } else if (auto v = value("--config")) {
+      a.config = *v;
+    } else if (auto v = value("--set")) {
+      a.overrides.push_back(*v);
+    } else if (auto v = value("--ready-file")) {
+      a.ready_file = *v;
+    } else {
+      std::cerr << "payorchd: unknown or incomplete argument '" << arg
+                << "' (see payorchd --help)\n";
+      exit_code = 2;
+      return std::nullopt;
+    }
+  }
+  return a;
+}
+
+// The path part of the public callback URL: "/callbacks/payex/".
+std::string CallbackPrefix(const std::string& url) {
+  auto scheme = url.find("://");
+  auto slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  std::string path = slash == std::string::npos ? "/" : url.substr(slash);
+  if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+  if (path.empty() || path.back() != '/') path += '/';
+  return path;
+}
+
+// "http://127.0.0.1:0/x" -> "http://127.0.0.1:<port>/x"; other URLs unchanged.
+std::string WithBoundPort(const std::string& url, uint16_t port) {
+  auto scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  auto path = url.find('/', scheme + 3);
+  std::string authority = url.substr(scheme + 3, path == std::string::npos ? std::string::npos
+                                                                           : path - scheme - 3);
+  if (authority.size() < 2 || authority.substr(authority.size() - 2) != ":0") return url;
+  authority.resize(authority.size() - 1);
+  authority += std::to_string(port);
+  return url.substr(0, scheme + 3) + authority + (path == std::string::npos ? "" : url.substr(path));
+}
+
+http::Response Text(int status, std::string body) {
+  http::Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+http::Response Json(int status, std::string body) {
+  http::Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = std::move(body);
+  return r;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  return out + "\"";
+}
+
+void WriteReadyFile(const std::string& path, uint16_t http_port, uint16_t admin_port) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << "http_port=" << http_port << "\nadmin_port=" << admin_port << "\npid=" << getpid()
+      << "\n";
+    if (!f) throw std::runtime_error("cannot write the ready file " + tmp);
+  }
+  std::filesystem::rename(tmp, path);  // readers never see half a file
+}
+
+int Run(const Args& args) {
+  app::Config config;
+  try {
+    config = app::LoadConfig(args.config, args.overrides);
+  } catch (const app::ConfigError& e) {
+    std::cerr << "payorchd: " << e.what() << "\n";
+    return 2;
+  }
+  engine::InitLogging(static_cast<Level>(config.log.level), config.log.format == app::LogFormat::kJson);
+  if (args.check) {
+    std::cout << app::DescribeConfig(config) << "\n";
+    return 0;
+  }
+  engine::LogLine(Level::kInfo, app::DescribeConfig(config));
+
+  boost::asio::io_context io(1);
+  http::Registry metrics;
+  // Built once the servers listen (below); requests before that get 503.
+  std::optional<engine::Engine> eng;
+
+  http::CallbackOptions cb;
+  cb.path_prefix = CallbackPrefix(config.http.callback_base_url);
+  cb.secret = config.callback_secret;
+  auto log_http = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
+
+  http::ServerOptions public_options;
+  public_options.address = config.http.listen_address;
+  public_options.port = config.http.port;
+  public_options.max_body_bytes = config.http.max_body_bytes;
+  public_options.read_timeout = config.http.read_timeout;
+  public_options.name = "public";
+  public_options.log = log_http;
+  http::Server public_server(
+      io.get_executor(), public_options, [&](http::Request req, http::Reply reply) {
+        if (req.path.rfind(cb.path_prefix, 0) == 0) {
+          if (!eng) return reply(Text(503, "starting\n"));
+          http::Response r = http::HandleCallback(req, cb, [&](const std::string& order_id) {
+            return eng->OnCallback(order_id) == engine::HintOutcome::kAccepted
+                       ? http::HintResult::kAccepted
+                       : http::HintResult::kUnknownPayment;
+          });
+          metrics
+              .counter("payorch_callbacks_total", "PayEx callbacks by HTTP status.",
+                       {{"status", std::to_string(r.status)}})
+              .Inc();
+          reply(std::move(r));
+          return;
+        }
+        if (req.method != "GET") {
+          http::Response r = Text(405, "method_not_allowed\n");
+          r.headers.emplace_back("Allow", "GET");
+          reply(std::move(r));
+          return;
+        }
+        if (req.path == "/healthz") {
+          reply(Text(200, "ok\n"));
+        } else if (!eng) {
+          reply(Text(503, "starting\n"));
+        } else if (req.path == "/readyz") {
+          engine::EngineStatus s = eng->Status();
+          reply(s.Ready() ? Text(200, "ready\n") : Text(503, "not ready: " + s.detail + "\n"));
+        } else if (req.path == "/metrics") {
+          http::Response r = Text(200, metrics.Render());
+          r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+          reply(std::move(r));
+        } else {
+          reply(Text(404, "not_found\n"));
+        }
+      });
+
+  http::ServerOptions admin_options;
+  admin_options.address = config.admin.listen_address;
+  admin_options.port = config.admin.port;
+  admin_options.name = "admin";
+  admin_options.log = log_http;
+  http::Server admin_server(
+      io.get_executor(), admin_options, [&](http::Request req, http::Reply reply) {
+        const std::string prefix = "/admin/payments/";
+        if (!eng) return reply(Json(503, "{\"error\":\"starting\"}"));
+        if (req.path == "/admin/ping" && req.method == "GET") {
+          engine::EngineStatus s = eng->Status();
+          reply(Json(200, "{\"pid\":" + std::to_string(getpid()) +
+                              ",\"ready\":" + (s.Ready() ? "true" : "false") +
+                              ",\"detail\":" + JsonString(s.detail) + "}"));
+          return;
+        }
+        if (req.path.rfind(prefix, 0) == 0) {
+          std::string rest = req.path.substr(prefix.size());
+          auto slash = rest.rfind('/');
+          if (slash != std::string::npos && slash > 0) {
+            std::string order_id = rest.substr(0, slash);
+            std::string action = rest.substr(slash + 1);
+            if (action == "resolve" || action == "republish") {
+              if (req.method != "POST") {
+                http::Response r = Json(405, "{\"error\":\"method_not_allowed\"}");
+                r.headers.emplace_back("Allow", "POST");
+                reply(std::move(r));
+                return;
+              }
+              Log(Level::kInfo, "admin.request",
+                  {{"order_id", order_id}, {"action", action}, {"from", req.remote_address}});
+              if (action == "resolve") {
+                bool ok = eng->Resolve(order_id) == engine::HintOutcome::kAccepted;
+                reply(ok ? Json(202, "{\"order_id\":" + JsonString(order_id) +
+                                         ",\"accepted\":true}")
+                         : Json(404, "{\"error\":\"unknown_order\",\"order_id\":" +
+                                         JsonString(order_id) + "}"));
+              } else {
+                engine::RepublishOutcome o = eng->Republish(order_id);
+                reply(o.known ? Json(200, "{\"order_id\":" + JsonString(order_id) +
+                                              ",\"events\":" + std::to_string(o.events) + "}")
+                              : Json(404, "{\"error\":\"unknown_order\",\"order_id\":" +
+                                              JsonString(order_id) + "}"));
+              }
+              return;
+            }
+          }
+        }
+        reply(Json(404, "{\"error\":\"not_found\"}"));
+      });
+
+  int exit_code = 0;
+  bool stopping = false;
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (!stopping) {
+        stopping = true;
+        Log(Level::kInfo, "payorchd.signal", {{"signal", std::to_string(sig)}, {"action", "drain"}});
+        eng->Drain();
+        wait_signal();
+      } else {
+        Log(Level::kWarn, "payorchd.signal", {{"signal", std::to_string(sig)}, {"action", "exit now"}});
+        exit_code = 1;
+        io.stop();
+      }
+    });
+  };
+  wait_signal();
+
+  try {
+    uint16_t http_port = public_server.Start();
+    uint16_t admin_port = admin_server.Start();
+    // Port 0 in the callback URL means the port just bound (tests, the demo).
+    config.payex.callback_url_base = WithBoundPort(config.payex.callback_url_base, http_port);
+    std::filesystem::path dir = std::filesystem::path(config.store.path).parent_path();
+    if (!dir.empty() && config.store.options.create_if_missing)
+      std::filesystem::create_directories(dir);
+    eng.emplace(io.get_executor(), config, metrics);
+    eng->Start([&] {
+      public_server.Stop();
+      admin_server.Stop();
+      signals.cancel();
+      if (eng->Fatal()) exit_code = 1;
+      io.stop();
+    });
+    Log(Level::kInfo, "payorchd.serving",
+        {{"http", config.http.listen_address + ":" + std::to_string(http_port)},
+         {"admin", config.admin.listen_address + ":" + std::to_string(admin_port)},
+         {"callback_path", cb.path_prefix},
+         {"pid", std::to_string(getpid())}});
+    if (!args.ready_file.empty()) WriteReadyFile(args.ready_file, http_port, admin_port);
+  } catch (const std::exception& e) {
+    Log(Level::kError, "payorchd.start_failed", {{"error", e.what()}});
+    std::cerr << "payorchd: " << e.what() << "\n";
+    return 1;
+  }
+
+  io.run();
+  Log(Level::kInfo, "payorchd.exit", {{"code", std::to_string(exit_code)}});
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int code = 0;
+  std::optional<Args> args = ParseArgs(argc, argv, code);
+  if (!args) return code;
+  try {
+    return Run(*args);
+  } catch (const std::exception& e) {
+    std::cerr << "payorchd: " << e.what() << "\n";
+    return 1;
+  }
+}

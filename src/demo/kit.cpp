@@ -1,0 +1,574 @@
+#include "demo/kit.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <amqp.h>
+#include <amqp_framing.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "bus/amqp_link.hpp"
+#include "bus/topology.hpp"
+#include "codec/codec.hpp"
+
+extern char** environ;
+
+namespace payorch::kit {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// ---- processes ------------------------------------------------------------------
+
+Process Process::Start(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       const std::string& log_file) {
+  if (argv.empty()) throw std::invalid_argument("Process::Start: empty argv");
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+  for (const auto& kv : env) {
+    std::string key = kv.substr(0, kv.find('='));
+    std::erase_if(envs, [&](const std::string& s) { return s.rfind(key + "=", 0) == 0; });
+    envs.push_back(kv);
+  }
+  std::vector<char*> cargv, cenv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  for (const auto& e : envs) cenv.push_back(const_cast<char*>(e.c_str()));
+  cenv.push_back(nullptr);
+
+  int log_fd = -1;
+  if (!log_file.empty()) {
+    log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) throw std::runtime_error("cannot open log file " + log_file);
+  }
+  // A pipe with CLOEXEC tells the parent whether exec succeeded.
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+    // A child never outlives its test or demo, even one killed by a timeout.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() == 1) ::_exit(127);
+    ::execve(cargv[0], cargv.data(), cenv.data());
+    int err = errno;
+    (void)!::write(report[1], &err, sizeof err);
+    ::_exit(127);
+  }
+  ::close(report[1]);
+  if (log_fd >= 0) ::close(log_fd);
+  int err = 0;
+  ssize_t n = ::read(report[0], &err, sizeof err);
+  ::close(report[0]);
+  Process p;
+  p.pid_ = pid;
+  if (n == static_cast<ssize_t>(sizeof err)) {
+    p.Wait(5s);
+    throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(err));
+  }
+  return p;
+}
+
+Process::Process(Process&& o) noexcept : pid_(o.pid_), status_(o.status_) { o.pid_ = -1; }
+Process& Process::operator=(Process&& o) noexcept {
+  if (this != &o) {
+    if (pid_ > 0 && Running()) {
+      Signal(SIGKILL);
+      Wait(10s);
+    }
+    pid_ = o.pid_;
+    status_ = o.status_;
+    o.pid_ = -1;
+  }
+  return *this;
+}
+Process::~Process() {
+  if (pid_ > 0 && Running()) {
+    Signal(SIGKILL);
+    Wait(10s);
+  }
+}
+
+bool Process::Running() {
+  if (pid_ <= 0 || status_) return false;
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return r == 0;
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0 && !status_) ::kill(pid_, sig);
+}
+
+std::optional<int> Process::Wait(std::chrono::milliseconds bound) {
+  WaitFor([this] { return !Running(); }, bound);
+  return status_;
+}
+
+bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds bound) {
+  auto until = std::chrono::steady_clock::now() + bound;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return done();
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+std::string FindBinary(const std::string& name) {
+  std::vector<fs::path> roots;
+  if (const char* b = std::getenv("PAYORCH_BUILD_DIR"); b && *b) roots.emplace_back(b);
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  // Walk up from the running binary to the build tree's root (it has CMakeCache.txt).
+  for (fs::path p = exe.parent_path(); !ec && !p.empty() && p != p.root_path();
+       p = p.parent_path()) {
+    if (fs::exists(p / "CMakeCache.txt")) {
+      roots.push_back(p);
+      break;
+    }
+  }
+  for (const auto& root : roots) {
+    for (const char* sub : {"src/sim", "src/app", "src/ctl", "src/demo", ""}) {
+      fs::path candidate = root / sub / name;
+      if (fs::exists(candidate)) return candidate.string();
+    }
+  }
+  throw std::runtime_error("cannot find the " + name +
+                           " binary: build it (cmake --build build) or set PAYORCH_BUILD_DIR");
+}
+
+// ---- HTTP ---------------------------------------------------------------------------
+
+HttpResult HttpCall(const std::string& host, uint16_t port, const std::string& method,
+                    const std::string& target, const std::string& body,
+                    std::chrono::milliseconds timeout) {
+  HttpResult out;
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    out.error = "socket failed";
+    return out;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    out.error = std::string("connect to ") + host + ":" + std::to_string(port) + ": " +
+                std::strerror(errno);
+    ::close(fd);
+    return out;
+  }
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + host + ":" +
+                    std::to_string(port) + "\r\nConnection: close\r\n";
+  if (!body.empty() || method == "POST")
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n";
+  req += "\r\n" + body;
+  size_t sent = 0;
+  while (sent < req.size()) {
+    ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      out.error = "send failed";
+      ::close(fd);
+      return out;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  std::string resp;
+  auto until = std::chrono::steady_clock::now() + timeout;
+  char buf[8192];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      out.error = "timeout";
+      break;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    resp.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  auto sp = resp.find(' ');
+  auto hdr_end = resp.find("\r\n\r\n");
+  if (sp == std::string::npos || hdr_end == std::string::npos) {
+    if (out.error.empty()) out.error = "malformed response";
+    return out;
+  }
+  out.status = std::atoi(resp.c_str() + sp + 1);
+  out.body = resp.substr(hdr_end + 4);
+  return out;
+}
+
+// ---- payex-sim ------------------------------------------------------------------------
+
+namespace {
+
+std::string SourceDir() {
+#ifdef PAYORCH_SOURCE_DIR
+  return PAYORCH_SOURCE_DIR;
+#else
+  return ".";
+#endif
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string Tail(const std::string& path, size_t lines) {
+  std::string all = ReadFile(path);
+  size_t pos = all.size(), n = 0;
+  while (pos > 0 && n <= lines) {
+    pos = all.rfind('\n', pos - 1);
+    if (pos == std::string::npos) {
+      pos = 0;
+      break;
+    }
+    ++n;
+  }
+  return all.substr(pos);
+}
+
+}  // namespace
+
+Simulator::Simulator(const std::string& work_dir, const std::vector<std::string>& args) {
+  fs::create_directories(work_dir);
+  std::string port_file = work_dir + "/payex-sim.port";
+  fs::remove(port_file);
+  std::vector<std::string> argv = {FindBinary("payex-sim"), "--config",
+                                   SourceDir() + "/config/payex-sim.toml", "--port", "0",
+                                   "--port-file", port_file};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string log = work_dir + "/payex-sim.log";
+  process_ = Process::Start(argv, {}, log);
+  bool up = WaitFor(
+      [&] {
+        std::string s = ReadFile(port_file);
+        if (!s.empty() && s.back() == '\n') port_ = static_cast<uint16_t>(std::atoi(s.c_str()));
+        return port_ != 0 || !process_.Running();
+      },
+      20s);
+  if (!up || port_ == 0)
+    throw std::runtime_error("payex-sim did not start; its log (" + log + "):\n" + Tail(log, 20));
+}
+
+Simulator::~Simulator() {
+  process_.Signal(SIGTERM);
+  if (!process_.Wait(5s)) process_.Signal(SIGKILL);
+}
+
+HttpResult Simulator::Admin(const std::string& method, const std::string& target,
+                            const std::string& body) {
+  return HttpCall("127.0.0.1", port_, method, target, body);
+}
+
+bool Simulator::LedgerOk(std::string* body) {
+  HttpResult r = Admin("GET", "/admin/ledger");
+  if (body) *body = r.body;
+  return r.status == 200 && r.body.find("\"ok\":true") != std::string::npos;
+}
+
+// ---- payorchd -------------------------------------------------------------------------
+
+std::vector<std::string> DaemonEnvironment() {
+  return {"PAYORCH_PAYEX_TOKEN=payex-sim-token",
+          std::string("PAYORCH_CALLBACK_SECRET=") + kCallbackSecret};
+}
+
+Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
+  if (options_.config.empty()) options_.config = SourceDir() + "/config/payorch.toml";
+  fs::create_directories(options_.work_dir);
+}
+
+Daemon::~Daemon() {
+  if (process_.Running()) {
+    process_.Signal(SIGTERM);
+    if (!process_.Wait(20s)) Kill();
+  }
+}
+
+void Daemon::Start(std::chrono::milliseconds bound) {
+  std::string ready = options_.work_dir + "/payorchd.ready";
+  fs::remove(ready);
+  const bus::Topology& t = options_.bus.topology;
+  std::vector<std::string> sets = {
+      "store.path=" + store_path(),
+      "bus.url=" + options_.bus.url,
+      "bus.topology.orders_exchange=" + t.orders_exchange,
+      "bus.topology.orders_queue=" + t.orders_queue,
+      "bus.topology.dead_letter_exchange=" + t.dead_letter_exchange,
+      "bus.topology.dead_letter_queue=" + t.dead_letter_queue,
+      "bus.topology.payments_exchange=" + t.payments_exchange,
+      "bus.reconnect_min=50ms",
+      "bus.reconnect_max=1s",
+      "http.port=0",
+      "http.callback_base_url=http://127.0.0.1:0/callbacks/payex",
+      "admin.port=0",
+      "payex.base_url=" + options_.payex_url,
+      "payex.allow_plain_http=true",
+      "payex.payee_id=5cabf558-5283-482f-b252-4d58e06f6f3b",
+      "log.level=" + options_.log_level,
+  };
+  sets.insert(sets.end(), options_.overrides.begin(), options_.overrides.end());
+  std::vector<std::string> argv = {FindBinary("payorchd"), "--config", options_.config,
+                                   "--ready-file", ready};
+  for (const auto& s : sets) {
+    argv.push_back("--set");
+    argv.push_back(s);
+  }
+  process_ = Process::Start(argv, DaemonEnvironment(), log_path());
+  http_port_ = admin_port_ = 0;
+  bool up = WaitFor(
+      [&] {
+        if (!process_.Running()) return true;
+        std::ifstream f(ready);
+        std::string line;
+        while (std::getline(f, line)) {
+          if (line.rfind("http_port=", 0) == 0) http_port_ = std::atoi(line.c_str() + 10);
+          if (line.rfind("admin_port=", 0) == 0) admin_port_ = std::atoi(line.c_str() + 11);
+        }
+        return http_port_ != 0 && admin_port_ != 0;
+      },
+      bound);
+  if (!up || http_port_ == 0)
+    throw std::runtime_error("payorchd did not become ready; the end of " + log_path() + ":\n" +
+                             LogTail());
+}
+
+void Daemon::Kill() {
+  process_.Signal(SIGKILL);
+  process_.Wait(20s);
+}
+
+std::optional<int> Daemon::Term(std::chrono::milliseconds bound) {
+  process_.Signal(SIGTERM);
+  return process_.Wait(bound);
+}
+
+std::string Daemon::LogTail(size_t lines) const { return Tail(log_path(), lines); }
+
+HttpResult Daemon::Get(const std::string& target) const {
+  return HttpCall("127.0.0.1", http_port_, "GET", target);
+}
+
+std::optional<double> Daemon::Metric(const std::string& series) const {
+  HttpResult r = Get("/metrics");
+  std::istringstream in(r.body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return std::nullopt;
+}
+
+// ---- the bus ---------------------------------------------------------------------------
+
+std::string RandomSuffix() {
+  static std::mt19937_64 rng(std::random_device{}());
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  uint64_t v = rng();
+  for (int i = 0; i < 12; ++i, v >>= 4) out.push_back(kHex[v & 15]);
+  return out;
+}
+
+std::string BrokerUrl() {
+  if (const char* url = std::getenv("PAYORCH_AMQP_URL"); url && *url) return url;
+  std::ifstream file(SourceDir() + "/build/broker/url");
+  std::string url;
+  if (file && std::getline(file, url) && !url.empty()) return url;
+  throw std::runtime_error(
+      "no broker: PAYORCH_AMQP_URL is not set and build/broker/url does not exist; start one "
+      "with scripts/broker start (scripts/test does this)");
+}
+
+bus::BusConfig UniqueBusConfig(const std::string& url, const std::string& suffix) {
+  bus::BusConfig c;
+  c.url = url;
+  c.topology.orders_exchange = "e2e.orders." + suffix;
+  c.topology.orders_queue = "e2e.orders." + suffix;
+  c.topology.dead_letter_exchange = "e2e.orders.dlx." + suffix;
+  c.topology.dead_letter_queue = "e2e.orders.dead." + suffix;
+  c.topology.payments_exchange = "e2e.payments." + suffix;
+  c.reconnect_min = 50ms;
+  c.reconnect_max = 1000ms;
+  return c;
+}
+
+BusClient::BusClient(bus::BusConfig config) : config_(std::move(config)) {
+  queue_ = "kit.events." + RandomSuffix();
+  {
+    bus::Admin admin(config_, "payorch kit setup");
+    admin.DeclareTopology(config_.topology);
+  }
+  publisher_ = std::make_unique<bus::Publisher>(config_);
+  publisher_->Start();
+  thread_ = std::thread([this] { SubscriberLoop(); });
+  bool ok = WaitFor([&] { return subscribed_.load() || stop_.load(); }, 20s);
+  if (!ok || !subscribed_) {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    throw std::runtime_error("kit: cannot subscribe to " + config_.topology.payments_exchange +
+                             ": " + subscriber_error_);
+  }
+  bool connected = WaitFor([&] { return publisher_->Status().connected; }, 20s);
+  if (!connected) throw std::runtime_error("kit: the publisher did not connect to the broker");
+}
+
+BusClient::~BusClient() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  publisher_->Stop();
+}
+
+namespace {
+
+bus::Message OrderMessage(const bus::BusConfig& config, const domain::OrderEvent& event) {
+  bus::Message m;
+  m.exchange = config.topology.orders_exchange;
+  m.routing_key = codec::OrderRoutingKey(event.kind);
+  m.body = codec::EncodeOrderEvent(event);
+  m.properties.content_type = "application/x-protobuf";
+  m.properties.message_id = event.event_id;
+  m.properties.correlation_id = event.order_id;
+  m.properties.delivery_mode = 2;
+  m.properties.type = std::string("payorch.v1.OrderEvent");
+  return m;
+}
+
+}  // namespace
+
+void BusClient::Publish(const domain::OrderEvent& event) {
+  bus::PublishResult r = publisher_->Publish(OrderMessage(config_, event)).get();
+  if (!r.Ok())
+    throw std::runtime_error("kit: publish of " + event.event_id + " not confirmed: " +
+                             bus::PublishStatusName(r.status) + " " + r.detail);
+}
+
+void BusClient::PublishAsync(const domain::OrderEvent& event) {
+  publisher_->Publish(OrderMessage(config_, event), [this](bus::PublishResult r) {
+    (r.Ok() ? confirmed_ : failed_)++;
+  });
+}
+
+void BusClient::PublishRaw(const std::string& routing_key, const std::string& body,
+                           const std::string& content_type, const std::string& message_id) {
+  bus::Message m;
+  m.exchange = config_.topology.orders_exchange;
+  m.routing_key = routing_key;
+  m.body = body;
+  m.properties.content_type = content_type;
+  if (!message_id.empty()) m.properties.message_id = message_id;
+  m.properties.delivery_mode = 2;
+  bus::PublishResult r = publisher_->Publish(std::move(m)).get();
+  if (!r.Ok()) throw std::runtime_error("kit: raw publish not confirmed");
+}
+
+size_t BusClient::async_confirmed() const { return confirmed_; }
+size_t BusClient::async_failed() const { return failed_; }
+
+std::vector<Received> BusClient::Events() const {
+  std::lock_guard lock(mu_);
+  return events_;
+}
+
+std::vector<Received> BusClient::EventsFor(const std::string& order_id) const {
+  std::lock_guard lock(mu_);
+  std::vector<Received> out;
+  for (const auto& r : events_)
+    if (r.event.order_id == order_id) out.push_back(r);
+  return out;
+}
+
+size_t BusClient::Count() const {
+  std::lock_guard lock(mu_);
+  return events_.size();
+}
+
+bool BusClient::WaitUntil(const std::function<bool(const std::vector<Received>&)>& done,
+                          std::chrono::milliseconds bound) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, bound, [&] { return done(events_); });
+}
+
+void BusClient::OnEvent(std::function<void(const Received&)> f) {
+  std::lock_guard lock(mu_);
+  on_event_ = std::move(f);
+}
+
+// A plain AMQP consumer of a private queue (auto-ack: the kit only observes).
+void BusClient::SubscriberLoop() {
+  using bus::detail::Bytes;
+  try {
+    bus::detail::Connection c(config_, "payorch kit subscriber");
+    c.OpenChannel(1);
+    amqp_queue_declare(c.get(), 1, Bytes(queue_), 0, /*durable=*/0, /*exclusive=*/1,
+                       /*auto_delete=*/1, amqp_empty_table);
+    c.Check("queue.declare " + queue_);
+    amqp_queue_bind(c.get(), 1, Bytes(queue_), Bytes(config_.topology.payments_exchange),
+                    amqp_cstring_bytes("payment.#"), amqp_empty_table);
+    c.Check("queue.bind " + queue_);
+    amqp_basic_consume(c.get(), 1, Bytes(queue_), amqp_empty_bytes, 0, /*no_ack=*/1, 1,
+                       amqp_empty_table);
+    c.Check("basic.consume " + queue_);
+    subscribed_ = true;
+    while (!stop_) {
+      amqp_frame_t frame;
+      if (!c.NextFrame(frame, 100ms)) continue;
+      if (frame.frame_type != AMQP_FRAME_METHOD || frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
+        continue;
+      auto* d = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded);
+      std::string routing_key = bus::detail::ToString(d->routing_key);
+      bus::Properties props;
+      std::string body;
+      c.ReadContent(1, props, body);
+      auto at = std::chrono::steady_clock::now();
+      auto ev = codec::DecodePaymentEvent(body);
+      amqp_maybe_release_buffers(c.get());
+      if (!ev) continue;
+      Received r{std::move(*ev), routing_key, props.message_id.value_or(""), at};
+      std::function<void(const Received&)> cb;
+      {
+        std::lock_guard lock(mu_);
+        events_.push_back(r);
+        cb = on_event_;
+      }
+      cv_.notify_all();
+      if (cb) cb(r);
+    }
+  } catch (const std::exception& e) {
+    subscriber_error_ = e.what();
+    stop_ = true;
+  }
+}
+
+}  // namespace payorch::kit

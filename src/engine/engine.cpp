@@ -1,0 +1,912 @@
+#include "engine/engine.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "bus/consumer.hpp"
+#include "bus/publisher.hpp"
+#include "bus/topology.hpp"
+#include "domain/decide.hpp"
+#include "engine/log.hpp"
+#include "http/callback_token.hpp"
+#include "http/metrics.hpp"
+#include "payex/asio_client.hpp"
+#include "store/store.hpp"
+
+namespace payorch::engine {
+
+namespace asio = boost::asio;
+using domain::Time;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+Time Now() {
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+double Seconds(SteadyClock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+// Publishes in flight at once from the outbox; per order at most one (below).
+constexpr size_t kRelayWindow = 2048;
+// Unsent outbox rows read per store query.
+constexpr size_t kRelayLoad = 2048;
+// Payments kept in memory; beyond it, the cache is trimmed after a commit (every
+// entry is then equal to its row, so any may go).
+constexpr size_t kCacheMax = 200'000;
+// How long a drain waits for PayEx calls and confirms before giving up on them
+// (both are safe to abandon: a restart reads PayEx and republishes).
+constexpr auto kDrainWait = std::chrono::seconds(15);
+
+const char* PhaseOrNone(const std::optional<domain::Phase>& p) {
+  return p ? domain::PhaseName(*p) : "none";
+}
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  Impl(asio::any_io_executor ex, const app::Config& config, http::Registry& metrics)
+      : ex_(ex),
+        config_(config),
+        metrics_(metrics),
+        timer_(ex),
+        rate_timer_(ex),
+        relay_timer_(ex),
+        mark_timer_(ex),
+        drain_timer_(ex) {
+    store::Options so = config.store.options;
+    // Checkpoints run on a thread of their own (below), so a commit never pays for one.
+    so.wal_autocheckpoint_pages = 0;
+    store_.emplace(store::Store::Open(config.store.path, so));
+    store::Options co = so;
+    co.quick_check = false;
+    co.create_if_missing = false;
+    checkpoint_store_.emplace(store::Store::Open(config.store.path, co));
+
+    // A broker with an incompatible queue is a start-up error, not a retry loop. A
+    // broker that is down is not: the links connect (and declare) when it is back.
+    try {
+      bus::DeclareTopology(config.bus);
+    } catch (const bus::TopologyError&) {
+      throw;
+    } catch (const bus::BusError& e) {
+      Log(Level::kWarn, "bus.unreachable_at_start",
+          {{"error", e.what()}, {"action", "starting anyway; the links keep retrying"}});
+    }
+
+    payex::ClientOptions po = config.payex;
+    std::string secret = config.callback_secret;
+    po.callback_token = [secret](const std::string& order_id) {
+      return http::CallbackToken(secret, order_id);
+    };
+    po.log = [](std::string_view line) { LogLine(Level::kDebug, line); };
+    client_ = std::make_unique<payex::AsioClient>(ex, std::move(po));
+
+    RegisterMetrics();
+  }
+
+  ~Impl() {
+    StopCheckpointer();
+    if (consumer_) consumer_->Stop();
+    if (publisher_) publisher_->Stop();
+  }
+
+  // ---- start and stop ---------------------------------------------------------
+
+  void Start(std::function<void()> on_stopped) {
+    on_stopped_ = std::move(on_stopped);
+    StartCheckpointer();
+
+    // Whatever was in flight when the last process ended is in doubt: read PayEx.
+    std::vector<std::string> resumed = store_->PaymentsWithCallsInFlight();
+    for (const std::string& order_id : resumed) Apply(order_id, domain::Resume{}, "resume");
+    Log(Level::kInfo, "engine.resumed",
+        {{"calls_in_doubt", std::to_string(resumed.size())},
+         {"outbox_unsent", std::to_string(store_->RowCounts(Now()).outbox_unsent)}});
+    Flush();
+    WakeRelay();
+    ArmTimer();
+
+    consumer_ = std::make_unique<bus::Consumer>(
+        config_.bus,
+        [this](bus::Delivery d) {
+          asio::post(ex_, [this, d = std::move(d)]() mutable { OnDelivery(std::move(d)); });
+        },
+        [this](const bus::LinkStatus& s) { LinkChanged("consumer", s); });
+    publisher_ = std::make_unique<bus::Publisher>(
+        config_.bus, [this](const bus::LinkStatus& s) {
+          LinkChanged("publisher", s);
+          if (s.connected) asio::post(ex_, [this] { WakeRelay(); });
+        });
+    publisher_->Start();
+    consumer_->Start();
+    Log(Level::kInfo, "engine.started",
+        {{"store", config_.store.path}, {"max_batch", std::to_string(config_.engine.max_batch)},
+         {"max_concurrent_calls", std::to_string(config_.engine.max_concurrent_calls)}});
+  }
+
+  void Drain() {
+    if (draining_ || stopped_) return;
+    draining_ = true;
+    drain_deadline_ = SteadyClock::now() + kDrainWait;
+    Log(Level::kInfo, "engine.draining",
+        {{"decisions_pending", std::to_string(batch_.commits.size())},
+         {"payex_calls_in_flight", std::to_string(calls_in_flight_)},
+         {"publishes_in_flight", std::to_string(relay_in_flight_)}});
+    timer_.cancel();
+    rate_timer_.cancel();
+    Flush();
+    DrainStep();
+  }
+
+  void DrainStep() {
+    if (stopped_) return;
+    Flush();
+    bool calls_done = calls_in_flight_ == 0;
+    bool relay_done = relay_in_flight_ == 0 && relay_pending_.empty() && !relay_more_;
+    bool late = SteadyClock::now() >= drain_deadline_;
+    if ((calls_done && relay_done) || late) {
+      if (late)
+        Log(Level::kWarn, "engine.drain_timeout",
+            {{"payex_calls_in_flight", std::to_string(calls_in_flight_)},
+             {"publishes_in_flight", std::to_string(relay_in_flight_)},
+             {"note", "left to the next start: calls are read back, events republished"}});
+      Stop();
+      return;
+    }
+    drain_timer_.expires_after(std::chrono::milliseconds(20));
+    drain_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) DrainStep();
+    });
+  }
+
+  // Stops the links; acks already requested are sent first (Consumer::Stop).
+  void Stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    draining_ = true;
+    timer_.cancel();
+    rate_timer_.cancel();
+    relay_timer_.cancel();
+    mark_timer_.cancel();
+    drain_timer_.cancel();
+    if (!fatal_) Flush();
+    if (consumer_) consumer_->Stop();
+    if (publisher_) publisher_->Stop();
+    client_->Close();
+    StopCheckpointer();
+    if (!fatal_) {
+      store::WriteResult r = store_->Checkpoint();
+      (void)r;
+    }
+    Log(fatal_ ? Level::kError : Level::kInfo, "engine.stopped",
+        {{"fatal", fatal_ ? "true" : "false"}});
+    if (on_stopped_) {
+      auto f = std::move(on_stopped_);
+      on_stopped_ = nullptr;
+      f();
+    }
+  }
+
+  // ---- inputs -------------------------------------------------------------------
+
+  void OnDelivery(bus::Delivery d) {
+    if (draining_) return;  // not acked: the broker delivers it again after we close
+    const domain::OrderEvent& ev = d.event;
+    const char* kind = domain::OrderEventKindName(ev.kind);
+    if (pending_inbox_.count(ev.event_id)) {
+      // The same event is in the batch being collected: ack both after its commit.
+      batch_.acks.push_back({d.generation, d.delivery_tag});
+      Consumed(kind, "duplicate");
+      ScheduleFlush();
+      return;
+    }
+    bool seen = false;
+    try {
+      seen = store_->HasEvent(ev.event_id);
+    } catch (const std::exception& e) {
+      StoreBroken(e.what());
+      return;
+    }
+    if (seen) {
+      Consumed(kind, "duplicate");
+      Log(Level::kInfo, "order_event.duplicate",
+          {{"order_id", ev.order_id}, {"event_id", ev.event_id}, {"kind", kind}});
+      consumer_->Ack(d.generation, d.delivery_tag);
+      return;
+    }
+    Applied a = Apply(ev.order_id, ev, "order_event");
+    if (!a.ok) {
+      consumer_->Reject(d.generation, d.delivery_tag, true);
+      return;
+    }
+    bool rejected = false;
+    for (const auto& out : a.events)
+      if (out.kind == domain::EventKind::kRejected && out.caused_by_event_id == ev.event_id)
+        rejected = true;
+    Consumed(kind, rejected ? "rejected" : "accepted");
+    pending_inbox_.insert(ev.event_id);
+    batch_.acks.push_back({d.generation, d.delivery_tag});
+    ScheduleFlush();
+  }
+
+  HintOutcome OnCallback(const std::string& order_id, const char* input_name) {
+    domain::Payment* p = Find(order_id);
+    if (!p || p->payment_id.empty()) return HintOutcome::kUnknownPayment;
+    Apply(order_id, domain::CallbackHint{}, input_name);
+    ScheduleFlush();
+    return HintOutcome::kAccepted;
+  }
+
+  RepublishOutcome Republish(const std::string& order_id) {
+    RepublishOutcome out;
+    domain::Payment* p = Find(order_id);
+    if (!p) return out;
+    out.known = true;
+    std::vector<store::OutboxRow> rows;
+    try {
+      rows = store_->OutboxFor(order_id);
+    } catch (const std::exception& e) {
+      StoreBroken(e.what());
+      return out;
+    }
+    for (auto& row : rows) {
+      if (relay_seqs_.count(row.seq)) continue;  // already on its way
+      relay_seqs_.insert(row.seq);
+      relay_pending_.push_back(RelayRow{std::move(row), /*republish=*/true});
+      ++out.events;
+    }
+    // The operator's action belongs in the payment's timeline.
+    store::Commit c;
+    c.phase_before = p->phase;
+    c.after = *p;
+    c.input_name = "republish";
+    c.note = "operator republished " + std::to_string(out.events) + " events";
+    c.at = Now();
+    batch_.commits.push_back(std::move(c));
+    Log(Level::kInfo, "payment.republish",
+        {{"order_id", order_id}, {"events", std::to_string(out.events)}});
+    ScheduleFlush();
+    WakeRelay();
+    return out;
+  }
+
+  EngineStatus Status() const {
+    EngineStatus s;
+    s.store_ok = !fatal_;
+    s.consumer_connected = consumer_ && consumer_->Status().connected;
+    s.publisher_connected = publisher_ && publisher_->Status().connected;
+    s.draining = draining_;
+    s.fatal = fatal_;
+    if (fatal_) s.detail = "store failed: " + fatal_reason_;
+    else if (draining_) s.detail = "shutting down";
+    else if (!s.consumer_connected)
+      s.detail = "consumer not connected: " + (consumer_ ? consumer_->Status().last_error : "");
+    else if (!s.publisher_connected)
+      s.detail = "publisher not connected: " + publisher_->Status().last_error;
+    return s;
+  }
+
+  bool fatal() const { return fatal_; }
+
+ private:
+  struct Ack {
+    uint64_t generation;
+    uint64_t tag;
+  };
+  struct Batch {
+    std::vector<store::Commit> commits;
+    std::vector<Ack> acks;
+    std::vector<domain::PayexCall> calls;
+    bool events = false;
+  };
+  struct Applied {
+    bool ok = true;
+    std::vector<domain::PaymentEvent> events;
+  };
+  struct RelayRow {
+    store::OutboxRow row;
+    bool republish = false;  // already marked sent: do not mark again
+  };
+
+  // ---- deciding ------------------------------------------------------------------
+
+  // The cached payment, else its row, else nullptr.
+  domain::Payment* Find(const std::string& order_id) {
+    auto it = cache_.find(order_id);
+    if (it != cache_.end()) return &it->second;
+    std::optional<domain::Payment> loaded;
+    try {
+      loaded = store_->LoadPayment(order_id);
+    } catch (const std::exception& e) {
+      StoreBroken(e.what());
+      return nullptr;
+    }
+    if (!loaded) return nullptr;
+    return &cache_.emplace(order_id, std::move(*loaded)).first->second;
+  }
+
+  Applied Apply(const std::string& order_id, const domain::Input& input, const char* input_name,
+                const domain::PayexResult* result = nullptr) {
+    Applied out;
+    if (fatal_) {
+      out.ok = false;
+      return out;
+    }
+    domain::Payment* found = Find(order_id);
+    if (fatal_) {
+      out.ok = false;
+      return out;
+    }
+    std::optional<domain::Phase> before;
+    domain::Payment fresh;
+    if (found) {
+      before = found->phase;
+    } else {
+      fresh.order_id = order_id;
+    }
+    const domain::Payment& current = found ? *found : fresh;
+    const Time now = Now();
+    domain::Decision d = domain::Decide(config_.payments, current, input, now);
+    ++decisions_;
+    metrics_.counter("payorch_decisions_total", "Decisions of the payment state machine, by input.",
+                     {{"input", input_name}})
+        .Inc();
+
+    bool changed = !(d.next == current) || !d.events.empty() || !d.calls.empty() ||
+                   d.accepted_event || !found;
+    if (!changed) return out;
+
+    store::Commit c;
+    c.phase_before = before;
+    c.input_name = input_name;
+    c.note = d.note;
+    c.at = now;
+    if (d.accepted_event) c.inbox_event_id = std::get<domain::OrderEvent>(input).event_id;
+    // A call that is no longer in flight after this decision is finished: by its
+    // result, or abandoned (watchdog, restart).
+    const uint64_t old_call = current.in_flight.call_id;
+    if (old_call != 0 && d.next.in_flight.call_id != old_call) {
+      store::CallFinished f;
+      f.call_id = old_call;
+      if (result && result->call_id == old_call) {
+        f.result = domain::ResultClassName(result->result);
+        f.latency_ms = result->latency_ms;
+      } else {
+        f.result = "abandoned";
+      }
+      c.finished = f;
+    }
+    c.events = d.events;
+    c.calls = d.calls;
+    c.after = d.next;
+
+    if (LogEnabled(Level::kInfo)) {
+      Fields f{{"order_id", order_id},
+               {"input", input_name},
+               {"phase", std::string(PhaseOrNone(before)) + "->" + domain::PhaseName(d.next.phase)}};
+      if (!d.calls.empty()) f.emplace_back("call", domain::OpKindName(d.calls[0].kind));
+      for (const auto& ev : d.events) f.emplace_back("emits", domain::EventKindName(ev.kind));
+      if (!d.note.empty()) f.emplace_back("note", d.note);
+      Log(Level::kInfo, "payment.decided", f);
+    }
+
+    out.events = d.events;
+    batch_.events = batch_.events || !d.events.empty();
+    for (auto& call : d.calls) batch_.calls.push_back(call);
+    batch_.commits.push_back(std::move(c));
+    if (found) {
+      *found = std::move(d.next);
+    } else {
+      cache_.emplace(order_id, std::move(d.next));
+    }
+    return out;
+  }
+
+  void ScheduleFlush() {
+    if (batch_.commits.size() >= config_.engine.max_batch) {
+      Flush();
+      return;
+    }
+    if (flush_posted_) return;
+    flush_posted_ = true;
+    // Posted behind whatever is ready now: decisions arriving together share a commit.
+    asio::post(ex_, [this] {
+      flush_posted_ = false;
+      Flush();
+    });
+  }
+
+  // Group commit: one transaction and one fsync for every decision collected since
+  // the last one (plus confirmed publishes to mark); then acks, calls, the relay.
+  void Flush() {
+    if (fatal_) return;
+    if (batch_.commits.empty() && batch_.acks.empty() && sent_to_mark_.empty()) return;
+    Batch b = std::move(batch_);
+    batch_ = Batch{};
+    std::vector<int64_t> sent = std::move(sent_to_mark_);
+    sent_to_mark_.clear();
+    pending_inbox_.clear();
+
+    auto t0 = SteadyClock::now();
+    store::WriteResult r = store_->CommitBatch(b.commits, sent, Now());
+    auto elapsed = SteadyClock::now() - t0;
+    if (!r.ok) {
+      CommitFailed(r, b);
+      return;
+    }
+    if (!b.commits.empty()) {
+      metrics_.counter("payorch_commits_total", "Group commits (one transaction each).").Inc();
+      metrics_
+          .histogram("payorch_commit_batch_size", "Decisions per group commit.",
+                     {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
+          .Observe(static_cast<double>(b.commits.size()));
+      metrics_
+          .histogram("payorch_commit_seconds", "Time of one group commit, fsync included.",
+                     http::LatencyBucketsSeconds())
+          .Observe(Seconds(elapsed));
+    }
+    for (const Ack& a : b.acks) consumer_->Ack(a.generation, a.tag);
+    for (auto& call : b.calls) call_queue_.push_back(std::move(call));
+    PumpCalls();
+    if (b.events) {
+      relay_more_ = true;
+      WakeRelay();
+    }
+    if (!b.commits.empty()) ArmTimer();
+    if (cache_.size() > kCacheMax) TrimCache();
+  }
+
+  void CommitFailed(const store::WriteResult& r, const Batch& b) {
+    Log(Level::kError, "store.commit_failed",
+        {{"code", store::ErrorCodeName(r.code)},
+         {"decisions", std::to_string(b.commits.size())},
+         {"error", r.message}});
+    metrics_.counter("payorch_commit_failures_total", "Group commits that failed.").Inc();
+    // The cache ran ahead of the file: forget those payments, give the deliveries
+    // back (redelivered, decided again from the row), send no call. A lost PayEx
+    // result leaves its call in flight in the row: the watchdog reads PayEx.
+    for (const auto& c : b.commits) cache_.erase(c.after.order_id);
+    for (const Ack& a : b.acks) consumer_->Reject(a.generation, a.tag, true);
+    if (r.code != store::ErrorCode::kLocked && r.code != store::ErrorCode::kConstraint)
+      StoreBroken(r.message);
+  }
+
+  void StoreBroken(const std::string& why) {
+    if (fatal_) return;
+    fatal_ = true;
+    fatal_reason_ = why;
+    Log(Level::kError, "engine.fatal",
+        {{"error", why}, {"action", "stopping; restart on the consistent file"}});
+    asio::post(ex_, [this] { Stop(); });
+  }
+
+  void TrimCache() {
+    size_t before = cache_.size();
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      if (it->second.in_flight.call_id == 0) {
+        it = cache_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    Log(Level::kDebug, "engine.cache_trimmed",
+        {{"before", std::to_string(before)}, {"after", std::to_string(cache_.size())}});
+  }
+
+  // ---- PayEx calls ----------------------------------------------------------------
+
+  void PumpCalls() {
+    while (!call_queue_.empty() && !draining_ &&
+           calls_in_flight_ < config_.engine.max_concurrent_calls) {
+      if (!TakeToken()) return;
+      domain::PayexCall call = std::move(call_queue_.front());
+      call_queue_.pop_front();
+      ++calls_in_flight_;
+      asio::co_spawn(ex_, RunCall(std::move(call)), [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          Log(Level::kError, "payex.call_crashed", {{"error", ex.what()}});
+        }
+      });
+    }
+  }
+
+  // The global rate limit toward PayEx: a token bucket refilled continuously.
+  bool TakeToken() {
+    const double rate = config_.engine.payex_rate_limit;
+    if (rate <= 0) return true;
+    const double burst = std::max(1.0, rate / 20);
+    auto now = SteadyClock::now();
+    tokens_ = std::min(burst, tokens_ + Seconds(now - tokens_at_) * rate);
+    tokens_at_ = now;
+    if (tokens_ >= 1) {
+      tokens_ -= 1;
+      return true;
+    }
+    if (!rate_timer_armed_) {
+      rate_timer_armed_ = true;
+      auto wait = std::chrono::duration<double>((1 - tokens_) / rate);
+      rate_timer_.expires_after(std::chrono::duration_cast<SteadyClock::duration>(wait));
+      rate_timer_.async_wait([this](boost::system::error_code ec) {
+        rate_timer_armed_ = false;
+        if (!ec) PumpCalls();
+      });
+    }
+    return false;
+  }
+
+  asio::awaitable<void> RunCall(domain::PayexCall call) {
+    const auto t0 = SteadyClock::now();
+    domain::PayexResult r;
+    try {
+      r = co_await client_->Execute(call);
+    } catch (const std::exception& e) {
+      // Unknown whether it reached PayEx: in doubt, resolved by reading.
+      Log(Level::kError, "payex.call_failed", {{"order_id", call.order_id}, {"error", e.what()}});
+      r = domain::PayexResult{};
+      r.result = domain::ResultClass::kInDoubt;
+    }
+    r.call_id = call.call_id;
+    --calls_in_flight_;
+    const char* op = domain::OpKindName(call.kind);
+    const char* outcome = domain::ResultClassName(r.result);
+    metrics_
+        .counter("payorch_payex_calls_total", "PayEx calls by operation and outcome.",
+                 {{"operation", op}, {"outcome", outcome}})
+        .Inc();
+    metrics_
+        .histogram("payorch_payex_call_seconds", "Latency of PayEx calls by operation.",
+                   http::LatencyBucketsSeconds(), {{"operation", op}})
+        .Observe(Seconds(SteadyClock::now() - t0));
+    if (r.result == domain::ResultClass::kTransient || r.result == domain::ResultClass::kInDoubt)
+      metrics_
+          .counter("payorch_retries_total",
+                   "PayEx outcomes that lead to a retry (transient) or a read (in doubt).",
+                   {{"operation", op}, {"reason", outcome}})
+          .Inc();
+    if (!stopped_ && !fatal_) {
+      Apply(call.order_id, r, "payex_result", &r);
+      ScheduleFlush();
+    }
+    PumpCalls();
+  }
+
+  // ---- timers -----------------------------------------------------------------------
+
+  // One timer in memory: the earliest due_at of any payment (the rows are the timers).
+  void ArmTimer() {
+    if (draining_ || fatal_) return;
+    std::optional<Time> next;
+    try {
+      next = store_->NextDueAt();
+    } catch (const std::exception& e) {
+      StoreBroken(e.what());
+      return;
+    }
+    if (!next) {
+      if (timer_at_) timer_.cancel();
+      timer_at_.reset();
+      return;
+    }
+    Time at = *next;
+    if (fruitless_ticks_ > 0) at = std::max(at, Now() + std::chrono::seconds(1));
+    if (timer_at_ && *timer_at_ == at) return;
+    timer_at_ = at;
+    auto delay = at - Now();
+    if (delay.count() < 0) delay = domain::Duration(0);
+    timer_.expires_after(delay);
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      timer_at_.reset();
+      OnTimer();
+    });
+  }
+
+  void OnTimer() {
+    if (draining_ || fatal_) return;
+    std::vector<std::string> due;
+    try {
+      due = store_->DuePayments(Now(), config_.engine.max_batch);
+    } catch (const std::exception& e) {
+      StoreBroken(e.what());
+      return;
+    }
+    const bool batch_was_empty = batch_.commits.empty();
+    size_t before = batch_.commits.size();
+    for (const std::string& order_id : due) Apply(order_id, domain::Tick{}, "tick");
+    if (batch_.commits.size() == before && batch_was_empty && !due.empty()) {
+      // Due rows whose decision changed nothing: never spin on them.
+      ++fruitless_ticks_;
+      Log(Level::kWarn, "engine.tick_without_change", {{"payments", std::to_string(due.size())}});
+    } else {
+      fruitless_ticks_ = 0;
+    }
+    if (batch_.commits.empty()) {
+      ArmTimer();
+    } else {
+      ScheduleFlush();
+    }
+  }
+
+  // ---- the outbox relay -------------------------------------------------------------
+
+  void WakeRelay() {
+    if (relay_posted_ || stopped_) return;
+    relay_posted_ = true;
+    asio::post(ex_, [this] {
+      relay_posted_ = false;
+      RelayRound();
+    });
+  }
+
+  void RelayRound() {
+    if (stopped_ || fatal_) return;
+    if (relay_more_ && relay_pending_.size() < kRelayLoad / 2) {
+      std::vector<store::OutboxRow> rows;
+      try {
+        rows = store_->UnsentOutbox(kRelayLoad, relay_cursor_);
+      } catch (const std::exception& e) {
+        StoreBroken(e.what());
+        return;
+      }
+      relay_more_ = rows.size() == kRelayLoad;
+      for (auto& row : rows) {
+        relay_cursor_ = std::max(relay_cursor_, row.seq);
+        if (!relay_seqs_.insert(row.seq).second) continue;
+        relay_pending_.push_back(RelayRow{std::move(row), false});
+      }
+    }
+    if (relay_pending_.empty()) return;
+    if (!publisher_ || !publisher_->Status().connected) {
+      RetryRelayLater();
+      return;
+    }
+    // Per order one publish at a time, in seq order: a consumer sees an order's
+    // events in sequence even across connection losses and retries.
+    for (auto it = relay_pending_.begin();
+         it != relay_pending_.end() && relay_in_flight_ < kRelayWindow;) {
+      const std::string& order_id = it->row.event.order_id;
+      if (!relay_busy_orders_.insert(order_id).second) {
+        ++it;
+        continue;
+      }
+      ++relay_in_flight_;
+      auto row = std::make_shared<RelayRow>(std::move(*it));
+      it = relay_pending_.erase(it);
+      publisher_->PublishPaymentEvent(row->row.event, [this, row](bus::PublishResult res) {
+        asio::post(ex_, [this, row, res = std::move(res)]() mutable {
+          OnPublished(std::move(*row), std::move(res));
+        });
+      });
+    }
+    if (relay_more_ && relay_pending_.size() < kRelayLoad / 2) WakeRelay();
+  }
+
+  void OnPublished(RelayRow row, bus::PublishResult res) {
+    --relay_in_flight_;
+    relay_busy_orders_.erase(row.row.event.order_id);
+    metrics_
+        .counter("payorch_events_published_total", "Payment events published, by result.",
+                 {{"result", bus::PublishStatusName(res.status)}})
+        .Inc();
+    if (res.Ok()) {
+      relay_backoff_ = std::chrono::milliseconds(0);
+      relay_seqs_.erase(row.row.seq);
+      Log(Level::kDebug, "payment_event.published",
+          {{"order_id", row.row.event.order_id},
+           {"event_id", row.row.event.event_id},
+           {"kind", domain::EventKindName(row.row.event.kind)}});
+      if (!row.republish) {
+        sent_to_mark_.push_back(row.row.seq);
+        ScheduleMark();
+      }
+      WakeRelay();
+      return;
+    }
+    Log(Level::kWarn, "payment_event.publish_failed",
+        {{"order_id", row.row.event.order_id},
+         {"event_id", row.row.event.event_id},
+         {"status", bus::PublishStatusName(res.status)},
+         {"detail", res.detail}});
+    // Back to the front: the order's later events are behind it in the list.
+    relay_pending_.push_front(std::move(row));
+    RetryRelayLater();
+  }
+
+  void RetryRelayLater() {
+    if (relay_timer_armed_ || stopped_) return;
+    relay_backoff_ = std::clamp(relay_backoff_ * 2, std::chrono::milliseconds(100),
+                                std::chrono::milliseconds(5000));
+    relay_timer_armed_ = true;
+    relay_timer_.expires_after(relay_backoff_);
+    relay_timer_.async_wait([this](boost::system::error_code ec) {
+      relay_timer_armed_ = false;
+      if (!ec) WakeRelay();
+    });
+  }
+
+  // Confirms are marked with the next group commit, or after a few milliseconds
+  // when no decision comes along (a lost mark only means one more publish).
+  void ScheduleMark() {
+    if (!batch_.commits.empty() || mark_timer_armed_) return;
+    mark_timer_armed_ = true;
+    mark_timer_.expires_after(std::chrono::milliseconds(5));
+    mark_timer_.async_wait([this](boost::system::error_code ec) {
+      mark_timer_armed_ = false;
+      if (!ec) Flush();
+    });
+  }
+
+  // ---- status, metrics, checkpoints ------------------------------------------------
+
+  void LinkChanged(const char* link, const bus::LinkStatus& s) {
+    // Runs on the link's thread: only logs.
+    Log(s.connected ? Level::kInfo : Level::kWarn, "bus.link",
+        {{"link", link},
+         {"connected", s.connected ? "true" : "false"},
+         {"generation", std::to_string(s.generation)},
+         {"error", s.last_error}});
+  }
+
+  void Consumed(const char* kind, const char* result) {
+    metrics_
+        .counter("payorch_events_consumed_total", "Order events consumed, by kind and result.",
+                 {{"kind", kind}, {"result", result}})
+        .Inc();
+  }
+
+  void RegisterMetrics() {
+    metrics_.on_collect([this](http::Registry& m) {
+      if (consumer_) {
+        auto st = consumer_->GetStats();
+        auto& c = m.counter("payorch_dead_lettered_total",
+                            "Messages moved to the dead-letter queue (undecodable).");
+        if (st.dead_lettered > c.value()) c.Inc(static_cast<double>(st.dead_lettered) - c.value());
+      }
+      m.gauge("payorch_payex_calls_in_flight", "PayEx calls in flight.")
+          .Set(static_cast<double>(calls_in_flight_));
+      m.gauge("payorch_payex_calls_queued", "PayEx calls waiting for a slot or the rate limit.")
+          .Set(static_cast<double>(call_queue_.size()));
+      m.gauge("payorch_payments_cached", "Payments held in memory.")
+          .Set(static_cast<double>(cache_.size()));
+      if (fatal_) return;
+      try {
+        store::PaymentGauges g = store_->Gauges();
+        for (int i = 0; i <= static_cast<int>(domain::Phase::kAborted); ++i) {
+          const char* name = domain::PhaseName(static_cast<domain::Phase>(i));
+          int64_t n = 0;
+          for (const auto& [phase, count] : g.by_phase)
+            if (phase == name) n = count;
+          m.gauge("payorch_payments", "Payments by state.", {{"state", name}})
+              .Set(static_cast<double>(n));
+        }
+        m.gauge("payorch_outbox_backlog", "Payment events committed and not yet confirmed.")
+            .Set(static_cast<double>(g.outbox_unsent));
+        double age = 0;
+        if (g.oldest_doubt)
+          age = std::max<double>(0, std::chrono::duration<double>(Now() - *g.oldest_doubt).count());
+        m.gauge("payorch_oldest_in_doubt_seconds",
+                "Age of the oldest unresolved in-doubt operation (0: none).")
+            .Set(age);
+      } catch (const std::exception& e) {
+        Log(Level::kWarn, "metrics.store_failed", {{"error", e.what()}});
+      }
+    });
+  }
+
+  // Copies the WAL into the database file off the engine thread, so a commit never
+  // waits for a checkpoint (store_bench measured this as the faster path).
+  void StartCheckpointer() {
+    checkpoint_stop_ = false;
+    checkpoint_thread_ = std::thread([this] {
+      std::unique_lock lock(checkpoint_mu_);
+      while (!checkpoint_stop_) {
+        checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(250));
+        if (checkpoint_stop_) break;
+        lock.unlock();
+        store::WriteResult r = checkpoint_store_->Checkpoint();
+        if (!r.ok) Log(Level::kWarn, "store.checkpoint_failed", {{"error", r.message}});
+        lock.lock();
+      }
+    });
+  }
+
+  void StopCheckpointer() {
+    if (!checkpoint_thread_.joinable()) return;
+    {
+      std::lock_guard lock(checkpoint_mu_);
+      checkpoint_stop_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    checkpoint_thread_.join();
+  }
+
+  asio::any_io_executor ex_;
+  const app::Config& config_;
+  http::Registry& metrics_;
+  std::optional<store::Store> store_;
+  std::optional<store::Store> checkpoint_store_;
+  std::unique_ptr<payex::AsioClient> client_;
+  std::unique_ptr<bus::Consumer> consumer_;
+  std::unique_ptr<bus::Publisher> publisher_;
+  std::function<void()> on_stopped_;
+
+  std::unordered_map<std::string, domain::Payment> cache_;
+  Batch batch_;
+  std::unordered_set<std::string> pending_inbox_;
+  bool flush_posted_ = false;
+  uint64_t decisions_ = 0;
+
+  std::list<domain::PayexCall> call_queue_;
+  size_t calls_in_flight_ = 0;
+  double tokens_ = 1;
+  SteadyClock::time_point tokens_at_ = SteadyClock::now();
+  asio::steady_timer timer_;
+  std::optional<Time> timer_at_;
+  int fruitless_ticks_ = 0;
+  asio::steady_timer rate_timer_;
+  bool rate_timer_armed_ = false;
+
+  std::list<RelayRow> relay_pending_;
+  std::unordered_set<int64_t> relay_seqs_;  // pending or in flight
+  std::unordered_set<std::string> relay_busy_orders_;
+  size_t relay_in_flight_ = 0;
+  int64_t relay_cursor_ = 0;
+  bool relay_more_ = true;
+  bool relay_posted_ = false;
+  asio::steady_timer relay_timer_;
+  bool relay_timer_armed_ = false;
+  std::chrono::milliseconds relay_backoff_{0};
+  std::vector<int64_t> sent_to_mark_;
+  asio::steady_timer mark_timer_;
+  bool mark_timer_armed_ = false;
+
+  bool draining_ = false;
+  bool stopped_ = false;
+  bool fatal_ = false;
+  std::string fatal_reason_;
+  SteadyClock::time_point drain_deadline_;
+  asio::steady_timer drain_timer_;
+
+  std::thread checkpoint_thread_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_stop_ = false;
+};
+
+Engine::Engine(asio::any_io_executor executor, const app::Config& config,
+               http::Registry& metrics)
+    : impl_(std::make_unique<Impl>(executor, config, metrics)) {}
+Engine::~Engine() = default;
+void Engine::Start(std::function<void()> on_stopped) { impl_->Start(std::move(on_stopped)); }
+void Engine::Drain() { impl_->Drain(); }
+HintOutcome Engine::OnCallback(const std::string& order_id) {
+  return impl_->OnCallback(order_id, "callback");
+}
+HintOutcome Engine::Resolve(const std::string& order_id) {
+  return impl_->OnCallback(order_id, "resolve");
+}
+RepublishOutcome Engine::Republish(const std::string& order_id) {
+  return impl_->Republish(order_id);
+}
+EngineStatus Engine::Status() const { return impl_->Status(); }
+bool Engine::Fatal() const { return impl_->fatal(); }
+
+}  // namespace payorch::engine

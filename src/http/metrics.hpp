@@ -1,0 +1,96 @@
+// A small Prometheus registry rendering the text exposition format 0.0.4, for
+// /metrics. Our own because it is ~200 lines and needs no HTTP server, while the
+// packaged prometheus-cpp (bookworm: prometheus-cpp-dev 1.0.1) brings civetweb and
+// curl along. Single-threaded (the engine thread), no locks. Registration throws
+// std::invalid_argument for a bad name, label or bucket list, or a name reused with
+// another type; Render never throws.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace payorch::http {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class Counter {
+ public:
+  void Inc(double by = 1);  // by >= 0, else std::invalid_argument (counters only go up)
+  double value() const { return value_; }
+
+ private:
+  double value_ = 0;
+};
+
+class Gauge {
+ public:
+  void Set(double v) { value_ = v; }
+  void Inc(double by = 1) { value_ += by; }
+  void Dec(double by = 1) { value_ -= by; }
+  double value() const { return value_; }
+
+ private:
+  double value_ = 0;
+};
+
+class Histogram {
+ public:
+  // Finite, strictly increasing upper bounds; +Inf is implied (a trailing +Inf is
+  // accepted and dropped). std::invalid_argument otherwise.
+  explicit Histogram(std::vector<double> upper_bounds);
+  void Observe(double v);
+  uint64_t count() const { return count_; }
+  double sum() const { return sum_; }
+  const std::vector<double>& upper_bounds() const { return bounds_; }  // without +Inf
+  // Per bucket, not cumulative; one more than upper_bounds(), the last for +Inf.
+  const std::vector<uint64_t>& bucket_counts() const { return counts_; }
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;
+  uint64_t count_ = 0;
+  double sum_ = 0;
+};
+
+class Registry {
+ public:
+  static constexpr std::string_view kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+  Registry();
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // The same name and labels (in any order) return the same object; the first help
+  // text of a name is the one rendered.
+  Counter& counter(std::string name, std::string help, Labels labels = {});
+  Gauge& gauge(std::string name, std::string help, Labels labels = {});
+  // Buckets: finite, strictly increasing upper bounds; +Inf is implied (a trailing
+  // +Inf is accepted). A name keeps the buckets it was first registered with.
+  Histogram& histogram(std::string name, std::string help, std::vector<double> buckets,
+                       Labels labels = {});
+
+  // Runs before each Render, in registration order (to set gauges from current state).
+  void on_collect(std::function<void(Registry&)> f);
+  // # HELP and # TYPE once per family, families in registration order, series in
+  // registration order.
+  std::string Render();
+
+ private:
+  struct Family;
+  Family& FamilyFor(std::string&& name, std::string&& help, int type);
+  std::vector<std::unique_ptr<Family>> families_;
+  std::map<std::string, Family*, std::less<>> by_name_;
+  std::vector<std::function<void(Registry&)>> collectors_;
+};
+
+// {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+std::vector<double> LatencyBucketsSeconds();
+
+}  // namespace payorch::http

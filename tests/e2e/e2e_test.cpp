@@ -1,0 +1,350 @@
+// End-to-end: payorchd as a process, the real broker, payex-sim; every scenario of
+// the contract, published and observed through the bus only. Each test has its own
+// topology names, simulator, store and daemon, so tests run side by side.
+#include "e2e/e2e_util.hpp"
+
+#include "bus/topology.hpp"
+#include "codec/codec.hpp"
+
+#include <fstream>
+#include <iostream>
+
+namespace payorch::e2e {
+namespace {
+
+using K = EventKind;
+
+std::string Code(const kit::Received& r) { return r.event.failure.code; }
+
+TEST(E2e, ApprovedPurchaseThenShippedIsCaptured) {
+  World w;
+  w.Publish(Purchase("o-approve", 10000));
+  ASSERT_TRUE(w.Expect("o-approve", {K::kAuthorized}));
+  w.Publish(Shipped("o-approve", "s1", 10000));
+  ASSERT_TRUE(w.Expect("o-approve", {K::kAuthorized, K::kCaptured}));
+  auto ev = w.Distinct("o-approve");
+  EXPECT_EQ(ev[0].event.amount, 10000);
+  EXPECT_EQ(ev[0].event.caused_by_event_id, "o-approve:purchase");
+  EXPECT_EQ(ev[1].event.shipment_id, "s1");
+  EXPECT_EQ(ev[1].event.balance.captured, 10000);
+  EXPECT_EQ(ev[1].event.caused_by_event_id, "o-approve:ship-s1");
+  EXPECT_EQ(ev[0].routing_key, "payment.authorized");
+  EXPECT_EQ(ev[1].routing_key, "payment.captured");
+  EXPECT_EQ(ev[0].message_id, ev[0].event.event_id);
+  EXPECT_FALSE(ev[0].event.payment_id.empty());
+  EXPECT_TRUE(w.SequencesSound());
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, PurchaseWithoutMsisdnWaitsForIt) {
+  World w;
+  w.Publish(Purchase("o-late", 5000, ""));
+  w.Publish(Msisdn("o-late", "+47 912 34 567"));
+  ASSERT_TRUE(w.Expect("o-late", {K::kAuthorized}));
+  EXPECT_EQ(w.Distinct("o-late")[0].event.caused_by_event_id, "o-late:purchase");
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, DeclinedAndTimedOutPayersFailTheAuthorization) {
+  World w;
+  w.Publish(Purchase("o-decline", 3000, "+4799999989"));
+  w.Publish(Purchase("o-timeout", 3000, "+4799999990"));
+  ASSERT_TRUE(w.Expect("o-decline", {K::kAuthorizationFailed}));
+  EXPECT_EQ(Code(w.Distinct("o-decline")[0]), "declined");
+  ASSERT_TRUE(w.Expect("o-timeout", {K::kAuthorizationFailed}));
+  EXPECT_EQ(Code(w.Distinct("o-timeout")[0]), "timed_out");
+  // Shipping a failed order is answered, never captured.
+  w.Publish(Shipped("o-decline", "s1", 3000));
+  ASSERT_TRUE(w.Expect("o-decline", {K::kAuthorizationFailed, K::kCaptureFailed}));
+  EXPECT_EQ(Code(w.Distinct("o-decline")[1]), "not_authorized");
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, PartialAndRepeatedCapturesThenCancelTheRest) {
+  World w;
+  w.Publish(Purchase("o-part", 10000));
+  ASSERT_TRUE(w.Expect("o-part", {K::kAuthorized}));
+  w.Publish(Shipped("o-part", "s1", 3000));
+  w.Publish(Shipped("o-part", "s2", 2000));
+  ASSERT_TRUE(w.Expect("o-part", {K::kAuthorized, K::kCaptured, K::kCaptured}));
+  w.Publish(Cancelled("o-part"));
+  ASSERT_TRUE(w.Expect("o-part", {K::kAuthorized, K::kCaptured, K::kCaptured, K::kCancelled}));
+  auto ev = w.Distinct("o-part");
+  EXPECT_EQ(ev[3].event.amount, 5000);
+  EXPECT_EQ(ev[3].event.balance.captured, 5000);
+  EXPECT_EQ(ev[3].event.balance.cancelled, 5000);
+  // Nothing is left: a further shipment is refused.
+  w.Publish(Shipped("o-part", "s3", 1));
+  ASSERT_TRUE(w.Expect("o-part",
+                       {K::kAuthorized, K::kCaptured, K::kCaptured, K::kCancelled, K::kRejected}));
+  EXPECT_TRUE(w.SequencesSound());
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, CaptureBeforeAuthorizationWaitsForIt) {
+  World w;
+  w.Publish(Purchase("o-early", 4000));
+  w.Publish(Shipped("o-early", "s1", 4000));  // before the payer approved
+  ASSERT_TRUE(w.Expect("o-early", {K::kAuthorized, K::kCaptured}));
+  EXPECT_EQ(w.Distinct("o-early")[1].event.caused_by_event_id, "o-early:ship-s1");
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, CancelBeforeAuthorizationAborts) {
+  World w;
+  w.Publish(Purchase("o-abort", 4000, "+4799999985"));  // the payer never decides
+  // Wait until payorchd has asked the payer (the authorization exists at PayEx).
+  ASSERT_TRUE(kit::WaitFor(
+      [&] { return w.sim().Admin("GET", "/admin/payments").body.find("+47****9985") != std::string::npos ||
+                   w.sim().Admin("GET", "/admin/payments").body.find("AwaitingActivity") != std::string::npos; },
+      20s));
+  w.Publish(Cancelled("o-abort", "customer changed their mind"));
+  ASSERT_TRUE(w.Expect("o-abort", {K::kAuthorizationFailed, K::kAborted}));
+  auto ev = w.Distinct("o-abort");
+  EXPECT_EQ(Code(ev[0]), "aborted");
+  EXPECT_EQ(ev[1].event.caused_by_event_id, "o-abort:cancel");
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, CancelAfterAuthorizationReleasesTheMoney) {
+  World w;
+  w.Publish(Purchase("o-cancel", 6000));
+  ASSERT_TRUE(w.Expect("o-cancel", {K::kAuthorized}));
+  w.Publish(Cancelled("o-cancel"));
+  ASSERT_TRUE(w.Expect("o-cancel", {K::kAuthorized, K::kCancelled}));
+  EXPECT_EQ(w.Distinct("o-cancel")[1].event.amount, 6000);
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, RefundsReverseCapturedMoney) {
+  World w;
+  w.Publish(Purchase("o-refund", 8000));
+  ASSERT_TRUE(w.Expect("o-refund", {K::kAuthorized}));
+  w.Publish(Shipped("o-refund", "s1", 8000));
+  ASSERT_TRUE(w.Expect("o-refund", {K::kAuthorized, K::kCaptured}));
+  w.Publish(Refund("o-refund", "r1", 3000));
+  // More than what is left once r1 is reversed: refused at once, even while r1 is
+  // still on its way (its amount is reserved), so it may be answered first.
+  w.Publish(Refund("o-refund", "r2", 6000));
+  ASSERT_TRUE(w.WaitCount("o-refund", 4));
+  std::map<std::string, kit::Received> by_cause;
+  for (const auto& r : w.Distinct("o-refund")) by_cause[r.event.caused_by_event_id] = r;
+  EXPECT_EQ(by_cause["o-refund:refund-r1"].event.kind, K::kReversed);
+  EXPECT_EQ(by_cause["o-refund:refund-r1"].event.refund_id, "r1");
+  EXPECT_EQ(by_cause["o-refund:refund-r1"].event.balance.reversed, 3000);
+  EXPECT_EQ(by_cause["o-refund:refund-r2"].event.kind, K::kRejected);
+  EXPECT_EQ(Code(by_cause["o-refund:refund-r2"]), "amount_exceeds_remaining");
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, RejectsOfEachKind) {
+  World w;
+  w.Publish(Shipped("o-unknown", "s1", 100));  // no purchase
+  auto bad_amount = Purchase("o-bad-amount", 0);
+  w.Publish(bad_amount);
+  w.Publish(Purchase("o-bad-msisdn", 100, "+1555123"));
+  auto bad_currency = Purchase("o-bad-currency", 100);
+  std::get<domain::PurchaseRequested>(bad_currency.kind).currency = "SEK";
+  w.Publish(bad_currency);
+  w.Publish(Purchase("o-dup", 1000));
+  auto second = Purchase("o-dup", 1000);
+  second.event_id = "o-dup:purchase-again";
+  w.Publish(second);
+  w.Publish(Shipped("o-dup", "s1", 5000));  // more than the order
+
+  ASSERT_TRUE(w.Expect("o-unknown", {K::kRejected}));
+  EXPECT_EQ(Code(w.Distinct("o-unknown")[0]), "unknown_order");
+  ASSERT_TRUE(w.Expect("o-bad-amount", {K::kRejected}));
+  EXPECT_EQ(Code(w.Distinct("o-bad-amount")[0]), "invalid_amount");
+  ASSERT_TRUE(w.Expect("o-bad-msisdn", {K::kRejected}));
+  EXPECT_EQ(Code(w.Distinct("o-bad-msisdn")[0]), "invalid_msisdn");
+  ASSERT_TRUE(w.Expect("o-bad-currency", {K::kRejected}));
+  EXPECT_EQ(Code(w.Distinct("o-bad-currency")[0]), "invalid_currency");
+  ASSERT_TRUE(w.WaitCount("o-dup", 3));
+  std::map<std::string, std::string> by_cause;
+  for (const auto& r : w.Distinct("o-dup")) by_cause[r.event.caused_by_event_id] = Code(r);
+  EXPECT_EQ(by_cause["o-dup:purchase-again"], "duplicate_purchase");
+  EXPECT_EQ(by_cause["o-dup:ship-s1"], "amount_exceeds_remaining");
+  EXPECT_TRUE(w.SequencesSound());
+}
+
+TEST(E2e, DuplicateEventsAreAnsweredOnce) {
+  World w;
+  auto purchase = Purchase("o-twice", 2000);
+  w.Publish(purchase);
+  w.Publish(purchase);
+  ASSERT_TRUE(w.Expect("o-twice", {K::kAuthorized}));
+  w.Publish(purchase);  // long after: the inbox has it
+  auto ship = Shipped("o-twice", "s1", 2000);
+  w.Publish(ship);
+  ASSERT_TRUE(w.Expect("o-twice", {K::kAuthorized, K::kCaptured}));
+  // Nothing else comes: every copy was acked and ignored.
+  ASSERT_TRUE(kit::WaitFor([&] { return w.daemon().Metric(
+      "payorch_events_consumed_total{kind=\"purchase_requested\",result=\"duplicate\"}").value_or(0) >= 2; }, 10s))
+      << w.daemon().Get("/metrics").body;
+  EXPECT_EQ(w.bus().EventsFor("o-twice").size(), 2u);
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, MalformedMessagesGoToTheDeadLetterQueueWithTheirReason) {
+  World w;
+  w.bus().PublishRaw("order.purchase_requested", "\xff\x01garbage", "application/x-protobuf", "m-1");
+  w.bus().PublishRaw("order.purchase_requested", "{}", "text/plain", "m-2");
+  bus::Admin admin(w.bus_config(), "e2e dlq check");
+  ASSERT_TRUE(kit::WaitFor(
+      [&] { return admin.QueueDepth(w.bus_config().topology.dead_letter_queue).value_or(0) >= 2; },
+      20s));
+  std::set<std::string> reasons;
+  for (int i = 0; i < 2; ++i) {
+    auto m = admin.Take(w.bus_config().topology.dead_letter_queue);
+    ASSERT_TRUE(m);
+    auto reason = bus::HeaderString(m->properties.headers, "x-payorch-error");
+    ASSERT_TRUE(reason);
+    reasons.insert(*reason);
+  }
+  EXPECT_TRUE(reasons.count("malformed_body")) << *reasons.begin();
+  EXPECT_TRUE(reasons.count("unsupported_content_type"));
+  // The daemon keeps working after them.
+  w.Publish(Purchase("o-after-garbage", 1000));
+  ASSERT_TRUE(w.Expect("o-after-garbage", {K::kAuthorized}));
+}
+
+TEST(E2e, LostCallbacksAreCoveredByPolling) {
+  World w({"--set", "callbacks.lost_rate=1"});
+  w.Publish(Purchase("o-nocb", 1500));
+  ASSERT_TRUE(w.Expect("o-nocb", {K::kAuthorized}));
+  EXPECT_EQ(w.daemon().Metric("payorch_callbacks_total{status=\"200\"}").value_or(0), 0);
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, DuplicatedCallbacksChangeNothing) {
+  World w({"--set", "callbacks.duplicate_rate=1"});
+  w.Publish(Purchase("o-dupcb", 1500));
+  ASSERT_TRUE(w.Expect("o-dupcb", {K::kAuthorized}));
+  w.Publish(Shipped("o-dupcb", "s1", 1500));
+  ASSERT_TRUE(w.Expect("o-dupcb", {K::kAuthorized, K::kCaptured}));
+  ASSERT_TRUE(kit::WaitFor(
+      [&] { return w.daemon().Metric("payorch_callbacks_total{status=\"200\"}").value_or(0) >= 2; },
+      10s));
+  EXPECT_EQ(w.bus().EventsFor("o-dupcb").size(), 2u);
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, CallbacksWithABadTokenAreRefusedAndCauseNoCall) {
+  World w;
+  w.Publish(Purchase("o-forged", 1500, "+4799999985"));
+  ASSERT_TRUE(kit::WaitFor([&] {
+    return w.sim().Admin("GET", "/admin/payments").body.find("AwaitingActivity") != std::string::npos;
+  }, 20s));
+  auto post = [&](const std::string& target, const std::string& body) {
+    return kit::HttpCall("127.0.0.1", w.daemon().http_port(), "POST", target, body);
+  };
+  EXPECT_EQ(post("/callbacks/payex/o-forged?token=forged", "{}").status, 401);
+  EXPECT_EQ(post("/callbacks/payex/o-forged", "{}").status, 401);
+  EXPECT_EQ(kit::HttpCall("127.0.0.1", w.daemon().http_port(), "GET",
+                          "/callbacks/payex/o-forged").status, 405);
+  EXPECT_EQ(w.daemon().Get("/healthz").status, 200);
+  EXPECT_EQ(w.daemon().Get("/readyz").status, 200);
+  EXPECT_EQ(w.daemon().Metric("payorch_callbacks_total{status=\"401\"}").value_or(0), 2);
+}
+
+TEST(E2e, PayexFailuresAndInDoubtOutcomesNeverPayTwice) {
+  // The capture takes effect and the connection drops; the authorization POST gets a
+  // 502 once; a GET answers 503 once: all resolved by reading, nothing twice.
+  World w({"--fault", "capture:drop_after,count=1", "--fault", "create:error,status=503,count=1",
+           "--fault", "get:error,status=503,count=2", "--fault", "reverse:hang,count=1,latency=3s"});
+  w.Publish(Purchase("o-doubt", 9000));
+  ASSERT_TRUE(w.Expect("o-doubt", {K::kAuthorized}));
+  w.Publish(Shipped("o-doubt", "s1", 9000));
+  ASSERT_TRUE(w.Expect("o-doubt", {K::kAuthorized, K::kCaptured}));
+  w.Publish(Refund("o-doubt", "r1", 1000));
+  ASSERT_TRUE(w.Expect("o-doubt", {K::kAuthorized, K::kCaptured, K::kReversed}));
+  EXPECT_TRUE(w.LedgerOk());
+  EXPECT_GE(w.daemon().Metric("payorch_retries_total{operation=\"capture\",reason=\"in_doubt\"}").value_or(0), 1)
+      << w.daemon().Get("/metrics").body;
+}
+
+TEST(E2e, SigtermDrainsAndExitsZero) {
+  World w;
+  w.Publish(Purchase("o-term", 1000));
+  ASSERT_TRUE(w.Expect("o-term", {K::kAuthorized}));
+  auto code = w.daemon().Term();
+  ASSERT_TRUE(code.has_value()) << "payorchd did not exit after SIGTERM";
+  EXPECT_EQ(*code, 0) << w.daemon().LogTail();
+  EXPECT_NE(w.daemon().LogTail(5).find("engine.stopped"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace payorch::e2e
+
+namespace payorch::e2e {
+namespace {
+
+// payorchd is killed with SIGKILL three times in the middle of a busy run (PayEx
+// calls, commits and publishes in flight, some PayEx answers lost) and restarted on
+// the same store: every order event still gets exactly one answer by id, every
+// order ends where it should, and PayEx never applied an effect twice.
+TEST(E2eKill, KilledThreeTimesMidRunEveryEventAnsweredOnceNothingPaidTwice) {
+  World w({"--fault", "capture:drop_after,rate=0.1", "--fault", "authorize:drop_after,rate=0.1",
+           "--set", "payer.approve_delay=20s"});
+  constexpr int kOrders = 150;
+  std::vector<domain::OrderEvent> published;
+  auto publish = [&](const domain::OrderEvent& e) {
+    w.Publish(e);
+    published.push_back(e);
+  };
+  auto order = [](int i) { return "k-" + std::to_string(i); };
+  for (int i = 0; i < kOrders; ++i) {
+    publish(Purchase(order(i), 10000 + i));
+    publish(Shipped(order(i), "s1", 4000));  // waits for the authorization
+    if (i % 3 == 0) publish(Shipped(order(i), "s2", 6000 + i));
+    if (i % 3 == 1) publish(Cancelled(order(i)));
+  }
+  for (int round = 0; round < 3; ++round) {
+    // Kill once answers are flowing: calls, commits and publishes are in flight.
+    size_t at = published.size() * (round + 1) / 5;
+    kit::WaitFor([&] { return w.bus().Count() >= at; }, 30s);
+    w.daemon().Kill();
+    w.daemon().Start();
+  }
+  // Every published event has exactly one answer (by id), whatever was replayed.
+  auto answered = [&](const std::vector<kit::Received>& all) {
+    std::map<std::string, std::set<std::string>> by_cause;
+    for (const auto& r : all) by_cause[r.event.caused_by_event_id].insert(r.event.event_id);
+    for (const auto& e : published)
+      if (by_cause[e.event_id].size() != 1) return false;
+    return true;
+  };
+  ASSERT_TRUE(w.bus().WaitUntil(answered, 120s)) << w.daemon().LogTail(40);
+  std::map<std::string, std::set<std::string>> by_cause;
+  for (const auto& r : w.bus().Events()) by_cause[r.event.caused_by_event_id].insert(r.event.event_id);
+  for (const auto& e : published) EXPECT_EQ(by_cause[e.event_id].size(), 1u) << e.event_id;
+  EXPECT_TRUE(w.SequencesSound());
+  // What each restart found (for the record: calls in doubt, unsent events).
+  std::ifstream log(w.daemon().log_path());
+  std::string line, resumed;
+  while (std::getline(log, line))
+    if (line.find("event=engine.resumed") != std::string::npos)
+      resumed += line.substr(line.find("calls_in_doubt")) + "; ";
+  RecordProperty("resumed", resumed);
+  std::cout << "restarts found: " << resumed << "\n";
+  for (int i = 0; i < kOrders; ++i) {
+    auto ev = w.Distinct(order(i));
+    ASSERT_FALSE(ev.empty());
+    const domain::Balance& end = ev.back().event.balance;
+    if (i % 3 == 1 && ev[0].event.kind == K::kAuthorizationFailed) {
+      // Cancelled before the payer approved: aborted, nothing captured.
+      EXPECT_EQ(Code(ev[0]), "aborted") << Describe(ev);
+      EXPECT_EQ(ev.back().event.kind, K::kAborted) << Describe(ev);
+      EXPECT_EQ(end.captured, 0) << Describe(ev);
+      continue;
+    }
+    EXPECT_EQ(ev[0].event.kind, K::kAuthorized) << Describe(ev);
+    EXPECT_EQ(end.captured, i % 3 == 0 ? 10000 + i : 4000) << Describe(ev);
+    if (i % 3 == 1) EXPECT_EQ(end.cancelled, 10000 + i - 4000) << Describe(ev);
+  }
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+}  // namespace
+}  // namespace payorch::e2e
