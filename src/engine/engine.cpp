@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -71,10 +72,13 @@ class Engine::Impl {
     store::Options so = config.store.options;
     // Checkpoints run on a thread of their own (below), so a commit never pays for one.
     so.wal_autocheckpoint_pages = 0;
-    store_.emplace(store::Store::Open(config.store.path, so));
+    // Three connections to one WAL file: the writer thread commits, the engine
+    // thread reads what is committed, the checkpointer copies the WAL back.
+    writer_store_.emplace(store::Store::Open(config.store.path, so));
     store::Options co = so;
     co.quick_check = false;
     co.create_if_missing = false;
+    store_.emplace(store::Store::Open(config.store.path, co));
     checkpoint_store_.emplace(store::Store::Open(config.store.path, co));
 
     // A broker with an incompatible queue is a start-up error, not a retry loop. A
@@ -93,13 +97,16 @@ class Engine::Impl {
     po.callback_token = [secret](const std::string& order_id) {
       return http::CallbackToken(secret, order_id);
     };
-    po.log = [](std::string_view line) { LogLine(Level::kDebug, line); };
+    // One line per PayEx call at debug level; not even built otherwise.
+    if (LogEnabled(Level::kDebug))
+      po.log = [](std::string_view line) { LogLine(Level::kDebug, line); };
     client_ = std::make_unique<payex::AsioClient>(ex, std::move(po));
 
     RegisterMetrics();
   }
 
   ~Impl() {
+    StopWriter();
     StopCheckpointer();
     if (consumer_) consumer_->Stop();
     if (publisher_) publisher_->Stop();
@@ -110,6 +117,7 @@ class Engine::Impl {
   void Start(std::function<void()> on_stopped) {
     on_stopped_ = std::move(on_stopped);
     StartCheckpointer();
+    StartWriter();
 
     // Whatever was in flight when the last process ended is in doubt: read PayEx.
     std::vector<std::string> resumed = store_->PaymentsWithCallsInFlight();
@@ -156,7 +164,7 @@ class Engine::Impl {
   void DrainStep() {
     if (stopped_) return;
     Flush();
-    bool calls_done = calls_in_flight_ == 0;
+    bool calls_done = calls_in_flight_ == 0 && batches_in_flight_ == 0 && batch_.commits.empty();
     bool relay_done = relay_in_flight_ == 0 && relay_pending_.empty() && !relay_more_;
     bool late = SteadyClock::now() >= drain_deadline_;
     if ((calls_done && relay_done) || late) {
@@ -184,10 +192,10 @@ class Engine::Impl {
     relay_timer_.cancel();
     mark_timer_.cancel();
     drain_timer_.cancel();
-    if (!fatal_) Flush();
     if (consumer_) consumer_->Stop();
     if (publisher_) publisher_->Stop();
     client_->Close();
+    StopWriter();
     StopCheckpointer();
     if (!fatal_) {
       store::WriteResult r = store_->Checkpoint();
@@ -239,7 +247,7 @@ class Engine::Impl {
       if (out.kind == domain::EventKind::kRejected && out.caused_by_event_id == ev.event_id)
         rejected = true;
     Consumed(kind, rejected ? "rejected" : "accepted");
-    pending_inbox_.insert(ev.event_id);
+    pending_inbox_[ev.event_id] = last_job_ + 1;  // the job this batch will become
     batch_.acks.push_back({d.generation, d.delivery_tag});
     ScheduleFlush();
   }
@@ -314,6 +322,11 @@ class Engine::Impl {
     std::vector<domain::PayexCall> calls;
     bool events = false;
   };
+  struct WriterJob {
+    uint64_t id = 0;
+    Batch batch;
+    std::vector<int64_t> sent;
+  };
   struct Applied {
     bool ok = true;
     std::vector<domain::PaymentEvent> events;
@@ -367,8 +380,15 @@ class Engine::Impl {
                      {{"input", input_name}})
         .Inc();
 
-    bool changed = !(d.next == current) || !d.events.empty() || !d.calls.empty() ||
-                   d.accepted_event || !found;
+    // A decision that changes nothing but the time (a callback with nothing to
+    // learn, a stale result) is not written: no fsync for it.
+    bool changed = !d.events.empty() || !d.calls.empty() || d.accepted_event || !found;
+    if (!changed) {
+      const Time stamped = d.next.updated_at;
+      d.next.updated_at = current.updated_at;
+      changed = !(d.next == current);
+      d.next.updated_at = stamped;
+    }
     if (!changed) return out;
 
     store::Commit c;
@@ -431,24 +451,50 @@ class Engine::Impl {
     });
   }
 
-  // Group commit: one transaction and one fsync for every decision collected since
-  // the last one (plus confirmed publishes to mark); then acks, calls, the relay.
+  // Group commit: hands the decisions collected so far (plus confirmed publishes to
+  // mark) to the writer thread as one transaction. While the writer is busy with
+  // one, the next batch grows (up to engine.max_batch), so the batch size follows
+  // the load and the engine thread never waits for an fsync. Acks, calls and the
+  // relay follow in OnCommitted, in commit order.
   void Flush() {
     if (fatal_) return;
     if (batch_.commits.empty() && batch_.acks.empty() && sent_to_mark_.empty()) return;
-    Batch b = std::move(batch_);
+    if (batches_in_flight_ > 0 && batch_.commits.size() < config_.engine.max_batch) return;
+    auto job = std::make_shared<WriterJob>();
+    job->batch = std::move(batch_);
     batch_ = Batch{};
-    std::vector<int64_t> sent = std::move(sent_to_mark_);
+    job->sent = std::move(sent_to_mark_);
     sent_to_mark_.clear();
-    pending_inbox_.clear();
+    job->id = ++last_job_;
+    ++batches_in_flight_;
+    {
+      std::lock_guard lock(writer_mu_);
+      writer_queue_.push_back(std::move(job));
+    }
+    writer_cv_.notify_one();
+  }
 
-    auto t0 = SteadyClock::now();
-    store::WriteResult r = store_->CommitBatch(b.commits, sent, Now());
-    auto elapsed = SteadyClock::now() - t0;
+  void OnCommitted(const std::shared_ptr<WriterJob>& job, const store::WriteResult& r,
+                   SteadyClock::duration elapsed) {
+    --batches_in_flight_;
+    const Batch& b = job->batch;
     if (!r.ok) {
-      CommitFailed(r, b);
+      // Later batches were decided on top of this one: nothing after it may land.
+      // Stop; the next start decides again from the file (deliveries are redelivered,
+      // calls in flight are read back).
+      Log(Level::kError, "store.commit_failed",
+          {{"code", store::ErrorCodeName(r.code)},
+           {"decisions", std::to_string(b.commits.size())},
+           {"error", r.message}});
+      metrics_.counter("payorch_commit_failures_total", "Group commits that failed.").Inc();
+      StoreBroken(r.message);
       return;
     }
+    for (const auto& c : b.commits)
+      if (!c.inbox_event_id.empty()) {
+        auto it = pending_inbox_.find(c.inbox_event_id);
+        if (it != pending_inbox_.end() && it->second <= job->id) pending_inbox_.erase(it);
+      }
     if (!b.commits.empty()) {
       metrics_.counter("payorch_commits_total", "Group commits (one transaction each).").Inc();
       metrics_
@@ -460,30 +506,59 @@ class Engine::Impl {
                      http::LatencyBucketsSeconds())
           .Observe(Seconds(elapsed));
     }
+    if (stopped_) return;
     for (const Ack& a : b.acks) consumer_->Ack(a.generation, a.tag);
-    for (auto& call : b.calls) call_queue_.push_back(std::move(call));
+    for (const auto& call : b.calls) call_queue_.push_back(call);
     PumpCalls();
     if (b.events) {
       relay_more_ = true;
       WakeRelay();
     }
     if (!b.commits.empty()) ArmTimer();
-    if (cache_.size() > kCacheMax) TrimCache();
+    if (batches_in_flight_ == 0) {
+      if (cache_.size() > kCacheMax && batch_.commits.empty()) TrimCache();
+      Flush();  // what gathered meanwhile
+    }
   }
 
-  void CommitFailed(const store::WriteResult& r, const Batch& b) {
-    Log(Level::kError, "store.commit_failed",
-        {{"code", store::ErrorCodeName(r.code)},
-         {"decisions", std::to_string(b.commits.size())},
-         {"error", r.message}});
-    metrics_.counter("payorch_commit_failures_total", "Group commits that failed.").Inc();
-    // The cache ran ahead of the file: forget those payments, give the deliveries
-    // back (redelivered, decided again from the row), send no call. A lost PayEx
-    // result leaves its call in flight in the row: the watchdog reads PayEx.
-    for (const auto& c : b.commits) cache_.erase(c.after.order_id);
-    for (const Ack& a : b.acks) consumer_->Reject(a.generation, a.tag, true);
-    if (r.code != store::ErrorCode::kLocked && r.code != store::ErrorCode::kConstraint)
-      StoreBroken(r.message);
+  // The writer thread: commits batches in the order they were handed over.
+  void StartWriter() {
+    writer_thread_ = std::thread([this] {
+      for (;;) {
+        std::shared_ptr<WriterJob> job;
+        {
+          std::unique_lock lock(writer_mu_);
+          writer_cv_.wait(lock, [&] { return writer_stop_ || !writer_queue_.empty(); });
+          if (writer_queue_.empty()) return;
+          job = std::move(writer_queue_.front());
+          writer_queue_.pop_front();
+        }
+        store::WriteResult r;
+        auto t0 = SteadyClock::now();
+        if (writer_failed_) {
+          r.ok = false;
+          r.code = store::ErrorCode::kIo;
+          r.message = "an earlier commit failed";
+        } else {
+          r = writer_store_->CommitBatch(job->batch.commits, job->sent, Now());
+          writer_failed_ = !r.ok;
+        }
+        auto elapsed = SteadyClock::now() - t0;
+        asio::post(ex_, [this, job, r = std::move(r), elapsed] { OnCommitted(job, r, elapsed); });
+      }
+    });
+  }
+
+  // Commits what was handed over, then ends the thread.
+  void StopWriter() {
+    if (!writer_thread_.joinable()) return;
+    {
+      std::lock_guard lock(writer_mu_);
+      writer_stop_ = true;
+      if (fatal_) writer_queue_.clear();
+    }
+    writer_cv_.notify_all();
+    writer_thread_.join();
   }
 
   void StoreBroken(const std::string& why) {
@@ -841,8 +916,17 @@ class Engine::Impl {
   asio::any_io_executor ex_;
   const app::Config& config_;
   http::Registry& metrics_;
-  std::optional<store::Store> store_;
+  std::optional<store::Store> store_;  // the engine thread's reads
+  std::optional<store::Store> writer_store_;
   std::optional<store::Store> checkpoint_store_;
+  std::thread writer_thread_;
+  std::mutex writer_mu_;
+  std::condition_variable writer_cv_;
+  std::deque<std::shared_ptr<WriterJob>> writer_queue_;
+  bool writer_stop_ = false;
+  bool writer_failed_ = false;  // writer thread only
+  size_t batches_in_flight_ = 0;
+  uint64_t last_job_ = 0;
   std::unique_ptr<payex::AsioClient> client_;
   std::unique_ptr<bus::Consumer> consumer_;
   std::unique_ptr<bus::Publisher> publisher_;
@@ -850,7 +934,8 @@ class Engine::Impl {
 
   std::unordered_map<std::string, domain::Payment> cache_;
   Batch batch_;
-  std::unordered_set<std::string> pending_inbox_;
+  // Order events decided but not yet committed -> the writer job that will commit them.
+  std::unordered_map<std::string, uint64_t> pending_inbox_;
   bool flush_posted_ = false;
   uint64_t decisions_ = 0;
 
