@@ -241,7 +241,6 @@ uint32_t Admin::Purge(const std::string& queue) {
   });
 }
 
-
 std::vector<GotMessage> Admin::Peek(const std::string& queue, size_t max) {
   HoldChannel hold = OpenHold();
   std::vector<GotMessage> out;
@@ -368,8 +367,7 @@ PublishResult HoldChannel::Publish(const Message& message, std::chrono::millisec
       if (left.count() <= 0 || !connection_->NextFrame(frame, left)) {
         // The confirm may still come; later publishes would be confused by it.
         Close();
-        throw BusError(what + ": no publisher confirm within " +
-                       std::to_string(timeout.count()) +
+        throw BusError(what + ": no publisher confirm within " + std::to_string(timeout.count()) +
                        " ms (is the broker blocked by a memory or disk alarm?)");
       }
       if (frame.channel != channel_ || frame.frame_type != AMQP_FRAME_METHOD) continue;

@@ -255,7 +255,8 @@ class Engine::Impl {
   HintOutcome OnCallback(const std::string& order_id, const char* input_name) {
     domain::Payment* p = Find(order_id);
     if (!p || p->payment_id.empty()) return HintOutcome::kUnknownPayment;
-    Apply(order_id, domain::CallbackHint{}, input_name);
+    Apply(order_id, domain::CallbackHint{}, input_name, nullptr,
+          /*record=*/std::string_view(input_name) == "resolve");
     ScheduleFlush();
     return HintOutcome::kAccepted;
   }
@@ -353,8 +354,10 @@ class Engine::Impl {
     return &cache_.emplace(order_id, std::move(*loaded)).first->second;
   }
 
+  // record: write the decision even when it changes nothing (an operator's action
+  // belongs in the payment's timeline).
   Applied Apply(const std::string& order_id, const domain::Input& input, const char* input_name,
-                const domain::PayexResult* result = nullptr) {
+                const domain::PayexResult* result = nullptr, bool record = false) {
     Applied out;
     if (fatal_) {
       out.ok = false;
@@ -382,7 +385,7 @@ class Engine::Impl {
 
     // A decision that changes nothing but the time (a callback with nothing to
     // learn, a stale result) is not written: no fsync for it.
-    bool changed = !d.events.empty() || !d.calls.empty() || d.accepted_event || !found;
+    bool changed = !d.events.empty() || !d.calls.empty() || d.accepted_event || !found || record;
     if (!changed) {
       const Time stamped = d.next.updated_at;
       d.next.updated_at = current.updated_at;

@@ -937,7 +937,6 @@ Counts Store::RowCounts(Time now) {
   return c;
 }
 
-
 // --- Operator queries and replay records (payorchctl) -------------------------
 // Prepared per call rather than cached: an operator's tool runs them a few times.
 

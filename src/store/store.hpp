@@ -155,11 +155,11 @@ struct ReplayRecord {
   domain::Time started_at{};
   std::optional<domain::Time> finished_at;  // none while running (or if the replayer died)
   std::string reason;                       // the operator's --reason text
-  std::string filter;                       // which messages: "all", "ids=...", "error=... since=..."
-  std::string queue;                        // the dead-letter queue replayed from
-  int64_t message_count = 0;                // messages replayed (published and confirmed)
-  std::string outcome;                      // "running", "completed", "failed"
-  std::string detail;                       // for people: why it failed, what remained
+  std::string filter;         // which messages: "all", "ids=...", "error=... since=..."
+  std::string queue;          // the dead-letter queue replayed from
+  int64_t message_count = 0;  // messages replayed (published and confirmed)
+  std::string outcome;        // "running", "completed", "failed"
+  std::string detail;         // for people: why it failed, what remained
 };
 
 // One message of a replay.

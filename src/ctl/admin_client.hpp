@@ -1,0 +1,55 @@
+// The client side of payorchd's admin endpoint (config [admin]): a small blocking
+// HTTP/1.1 client over a POSIX socket, one request per connection, with a deadline.
+// Runs on the caller's thread. Errors: AdminUnreachable when nothing answers (the
+// message tells the operator whether payorchd runs), AdminError for a bad answer.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace payorch::ctl {
+
+class AdminError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Connection refused, no route, or no answer before the deadline.
+class AdminUnreachable : public AdminError {
+ public:
+  using AdminError::AdminError;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+class AdminClient {
+ public:
+  // host: the configured admin.listen_address; a wildcard (0.0.0.0, ::) is reached
+  // on loopback.
+  AdminClient(std::string host, uint16_t port,
+              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // Sends `method target` with an empty body (Connection: close) and reads the whole
+  // answer. Throws AdminUnreachable or AdminError.
+  HttpResponse Request(std::string_view method, std::string_view target) const;
+
+  // "127.0.0.1:8081"
+  std::string Where() const;
+
+ private:
+  std::string host_;
+  uint16_t port_;
+  std::chrono::milliseconds timeout_;
+};
+
+// A path segment with everything but RFC 3986 unreserved characters %-encoded.
+std::string PathSegment(std::string_view text);
+
+}  // namespace payorch::ctl

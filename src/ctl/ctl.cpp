@@ -1,0 +1,553 @@
+#include "ctl/ctl.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+
+#include "ctl/context.hpp"
+
+namespace payorch::ctl {
+namespace {
+
+constexpr const char* kMainHelp =
+    R"(payorchctl: the operator's CLI of payorch, for the dead-letter queue and payments.
+
+Usage: payorchctl [--config FILE] [--set section.key=value]... [-o table|json] COMMAND ...
+
+Dead-letter queue (the broker):
+  dlq list                 dead letters: id, reason, routing key, order, event, age, size
+  dlq show ID              one dead letter: reason, headers, the body decoded
+  dlq replay               publish dead letters back where they came from (recorded)
+  dlq purge                delete dead letters
+  dlq replays [ID]         the record of replays: who, when, why, which messages
+Payments (the store, and payorchd's admin endpoint):
+  payment show ORDER       state, amounts, operations, timeline, outbox, next action
+  payment list             payments by phase, age or doubt
+  payment resolve ORDER    ask payorchd to resolve the payment now (it reads PayEx)
+  payment republish ORDER  ask payorchd to publish the payment's events again
+
+Options (before or after the command):
+  --config FILE            payorchd's configuration (default config/payorch.toml)
+  --set section.key=VALUE  override a setting, as payorchd's --set (repeatable)
+  -o, --output FORMAT      table (for people, the default) or json (one document)
+  -h, --help               this help; after a command, that command's help
+
+payorchctl works while payorchd runs: it reads the store as one more WAL reader,
+holds dead letters it works on without acking them (so they are never lost), and
+asks payorchd over its admin endpoint (admin.listen_address, admin.port) where a
+payment must change. MSISDNs are always masked.
+Exit codes: 0 ok, 1 failure (the message says what to do), 2 usage error.
+)";
+
+constexpr const char* kDlqHelp = R"(Usage: payorchctl dlq list|show|replay|purge|replays ...
+
+The dead-letter queue (bus.topology.dead_letter_queue) holds order events payorchd
+could not read (x-payorch-error: unsupported_content_type, malformed_body,
+missing_event_id, missing_order_id, missing_kind) and those the broker
+dead-lettered (x-death reason: delivery_limit, rejected).
+
+A message's ID is its AMQP message_id (the event_id, by the contract) when it has
+one, else "h-" and 12 hex digits of a hash of its body, headers and routing key.
+Both stay the same while the message waits. Copies of one message share an ID.
+
+Run 'payorchctl dlq COMMAND --help' for one command.
+)";
+
+constexpr const char* kFilterHelp = R"(Filters (all given must match):
+  --error CODE             the reason: an x-payorch-error code or an x-death reason
+  --routing-key KEY        the original routing key, e.g. order.shipped
+  --order ORDER_ID         the order of the event (messages whose body decodes)
+  --since DURATION         dead-lettered at most this long ago, e.g. 30m, 2h
+)";
+
+constexpr const char* kListHelp = R"(Usage: payorchctl dlq list [filters] [--limit N]
+
+Lists dead letters in queue order: ID, REASON, ROUTING KEY (the original one),
+ORDER, EVENT, AGE (since dead-lettering), SIZE (bytes of body). Non-destructive:
+the messages are taken without acking on a channel of their own and given back,
+in their order, when the listing is done.
+
+  --reason CODE            the same as --error
+  --limit N                show at most N messages (default 100)
+)";
+
+constexpr const char* kShowHelp = R"(Usage: payorchctl dlq show ID
+
+One dead letter: why it is there (reason and detail), where it came from (the
+original exchange and routing key), its properties and headers, and the body:
+decoded into the contract's JSON form when it decodes (MSISDNs masked), else as
+text or hex with the decoder's complaint. Non-destructive, like dlq list.
+)";
+
+constexpr const char* kReplayHelp =
+    R"(Usage: payorchctl dlq replay (ID...|--all|filters) --reason TEXT [--dry-run]
+                              [--rate N/s] [--who NAME] [--yes]
+
+Publishes dead letters back to their original exchange with their original routing
+key (x-payorch-original-* headers, or the broker's x-death), keeping body, content
+type, message_id and the other properties; the x-payorch-* and x-death headers are
+dropped, x-payorch-replayed-by and x-payorch-replay-id added. Each message is held
+(taken without ack) while it is replayed, and acked in the dead-letter queue only
+after the broker confirmed its copy and the replay record has it.
+
+Safe to run twice or at once: a held message is invisible to other replayers, so
+two operators replaying the same queue at once replay each message once. If a
+replayer dies between publishing and acking, the message returns to the
+dead-letter queue; replaying it again is harmless, since payorchd's inbox ignores
+an event_id it has processed.
+
+Every replay is recorded in the store (dlq replays): who, when, why, the filter,
+each message, the outcome.
+
+  ID...                    these messages (all must be in the queue, else nothing is replayed)
+  --all                    every message
+  --reason TEXT            why you replay (required except with --dry-run)
+  --dry-run                publish, ack and record nothing: say for each message what
+                           replaying would do against the payment's current state
+                           (already processed / valid / would be rejected / still malformed)
+  --rate N/s               at most N messages per second
+  --who NAME               recorded as the operator (default: $USER)
+  --yes                    do not ask; without it payorchctl asks on a terminal and
+                           refuses when stdin is not one
+A progress bar on a terminal (stderr); plain lines every few seconds otherwise.
+)";
+
+constexpr const char* kPurgeHelp = R"(Usage: payorchctl dlq purge (ID...|--all|filters) [--yes]
+
+Deletes dead letters for good. With --all, every message that is ready (not held
+by a running replay). Asks for confirmation on a terminal unless --yes, and
+refuses without a terminal and without --yes.
+
+  ID...                    these messages (all must be in the queue, else nothing is purged)
+  --all                    every ready message
+  --reason CODE            the same as --error
+  --yes                    do not ask
+)";
+
+constexpr const char* kReplaysHelp = R"(Usage: payorchctl dlq replays [ID] [--limit N]
+
+Without ID: the latest replays, newest first: ID, WHO, STARTED, FINISHED, MESSAGES,
+OUTCOME (running, completed, failed; "running" without an end after the replayer
+died), FILTER, REASON. With ID: that replay and each message it replayed.
+
+  --limit N                at most N replays (default 50)
+)";
+
+constexpr const char* kPaymentHelp = R"(Usage: payorchctl payment show|list|resolve|republish ...
+
+show and list read the store; resolve and republish ask the running payorchd
+through its admin endpoint (admin.listen_address, admin.port).
+Run 'payorchctl payment COMMAND --help' for one command.
+)";
+
+constexpr const char* kPaymentShowHelp = R"(Usage: payorchctl payment show ORDER_ID
+
+One payment from the store: phase, PayEx payment id, the payer's MSISDN (masked),
+amounts authorized, captured, cancelled, reversed and remaining, its operations
+with their status, the PayEx calls (outcome, latency), the timeline (history),
+its payment events (published and confirmed, or not yet) and the next scheduled
+action.
+)";
+
+constexpr const char* kPaymentListHelp =
+    R"(Usage: payorchctl payment list [--state PHASE] [--older-than DURATION] [--in-doubt]
+                               [--limit N]
+
+Payments, the longest unchanged first.
+  --state PHASE            new, creating, awaiting_msisdn, authorizing, awaiting_payer,
+                           aborting, authorized, failed, aborted
+  --older-than DURATION    unchanged for at least this long, e.g. 10m, 2h, 1d = 24h
+  --in-doubt               only payments with an operation whose outcome is unknown
+  --limit N                at most N payments (default 1000)
+)";
+
+constexpr const char* kResolveHelp = R"(Usage: payorchctl payment resolve ORDER_ID
+
+Asks payorchd (POST /admin/payments/ORDER_ID/resolve on its admin endpoint) to
+resolve the payment now: it reads the payment at PayEx and decides on what it
+finds, as it would at its next poll. Needs payorchd running.
+)";
+
+constexpr const char* kRepublishHelp = R"(Usage: payorchctl payment republish ORDER_ID
+
+Asks payorchd (POST /admin/payments/ORDER_ID/republish on its admin endpoint) to
+publish every payment event of the order again, with the same event ids (consumers
+deduplicate). Needs payorchd running.
+)";
+
+constexpr OptionSpec kFilterOptions[] = {
+    {"--error", true}, {"--routing-key", true}, {"--order", true}, {"--since", true}};
+
+struct CommandDef {
+  const char* group;
+  const char* name;
+  std::string help;
+  std::vector<OptionSpec> options;
+  int (*run)(Context&, const Args&);
+};
+
+std::vector<OptionSpec> WithFilters(std::vector<OptionSpec> options) {
+  options.insert(options.end(), std::begin(kFilterOptions), std::end(kFilterOptions));
+  return options;
+}
+
+const std::vector<CommandDef>& Commands() {
+  static const std::vector<CommandDef> commands = {
+      {"dlq", "list", std::string(kListHelp) + "\n" + kFilterHelp,
+       WithFilters({{"--reason", true}, {"--limit", true}}), DlqList},
+      {"dlq", "show", kShowHelp, {}, DlqShow},
+      {"dlq", "replay", std::string(kReplayHelp) + "\n" + kFilterHelp,
+       WithFilters({{"--all", false},
+                    {"--reason", true},
+                    {"--dry-run", false},
+                    {"--rate", true},
+                    {"--who", true},
+                    {"--yes", false}}),
+       DlqReplay},
+      {"dlq", "purge", std::string(kPurgeHelp) + "\n" + kFilterHelp,
+       WithFilters({{"--all", false}, {"--reason", true}, {"--yes", false}}), DlqPurge},
+      {"dlq", "replays", kReplaysHelp, {{"--limit", true}}, DlqReplays},
+      {"payment", "show", kPaymentShowHelp, {}, PaymentShow},
+      {"payment",
+       "list",
+       kPaymentListHelp,
+       {{"--state", true}, {"--older-than", true}, {"--in-doubt", false}, {"--limit", true}},
+       PaymentList},
+      {"payment", "resolve", kResolveHelp, {}, PaymentResolve},
+      {"payment", "republish", kRepublishHelp, {}, PaymentRepublish},
+  };
+  return commands;
+}
+
+const char* GroupHelp(const std::string& group) {
+  if (group == "dlq") return kDlqHelp;
+  if (group == "payment") return kPaymentHelp;
+  return nullptr;
+}
+
+struct Globals {
+  std::string config = kDefaultConfig;
+  std::vector<std::string> overrides;
+  Format format = Format::kTable;
+  bool help = false;
+  std::vector<std::string> rest;
+};
+
+// Global options are recognised anywhere on the line: operators add -o json at the end.
+Globals TakeGlobals(const std::vector<std::string>& args) {
+  Globals g;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](const std::string& name) -> std::string {
+      if (i + 1 >= args.size()) throw UsageError(name + " needs a value");
+      return args[++i];
+    };
+    auto inline_value = [&](const std::string& prefix) -> std::optional<std::string> {
+      if (a.rfind(prefix + "=", 0) == 0) return a.substr(prefix.size() + 1);
+      return std::nullopt;
+    };
+    std::string format;
+    if (a == "--") {
+      g.rest.insert(g.rest.end(), args.begin() + static_cast<long>(i), args.end());
+      break;
+    } else if (a == "-h" || a == "--help") {
+      g.help = true;
+    } else if (a == "--config") {
+      g.config = value(a);
+    } else if (auto v = inline_value("--config")) {
+      g.config = *v;
+    } else if (a == "--set") {
+      g.overrides.push_back(value(a));
+    } else if (auto v = inline_value("--set")) {
+      g.overrides.push_back(*v);
+    } else if (a == "-o" || a == "--output") {
+      format = value(a);
+    } else if (auto v = inline_value("--output")) {
+      format = *v;
+    } else if (a.size() > 2 && a.rfind("-o", 0) == 0 && a[2] != '-') {
+      format = a.substr(2);
+    } else {
+      g.rest.push_back(a);
+    }
+    if (!format.empty()) {
+      if (format == "json") {
+        g.format = Format::kJson;
+      } else if (format == "table" || format == "text") {
+        g.format = Format::kTable;
+      } else {
+        throw UsageError("-o " + format + ": the output format is table or json");
+      }
+    }
+  }
+  return g;
+}
+
+const char* kUsageHint = "run 'payorchctl --help' for the commands";
+
+}  // namespace
+
+// --- Args ---------------------------------------------------------------------
+
+bool Args::Has(const std::string& name) const {
+  return std::find(flags.begin(), flags.end(), name) != flags.end() || values.count(name) > 0;
+}
+
+std::optional<std::string> Args::Get(const std::string& name) const {
+  auto it = values.find(name);
+  if (it == values.end() || it->second.empty()) return std::nullopt;
+  return it->second.back();
+}
+
+Args ParseArgs(const std::string& command, const std::vector<std::string>& tokens,
+               std::span<const OptionSpec> spec) {
+  Args args;
+  args.command = command;
+  bool only_positional = false;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    if (only_positional || t.empty() || t[0] != '-' || t == "-") {
+      args.positional.push_back(t);
+      continue;
+    }
+    if (t == "--") {
+      only_positional = true;
+      continue;
+    }
+    std::string name = t;
+    std::optional<std::string> inline_value;
+    if (size_t eq = t.find('='); eq != std::string::npos && t.rfind("--", 0) == 0) {
+      name = t.substr(0, eq);
+      inline_value = t.substr(eq + 1);
+    }
+    const OptionSpec* found = nullptr;
+    for (const auto& s : spec)
+      if (name == s.name) found = &s;
+    if (!found)
+      throw UsageError("unknown option " + name + " for '" + command + "' (see payorchctl " +
+                       command + " --help)");
+    if (!found->takes_value) {
+      if (inline_value) throw UsageError(name + " takes no value");
+      args.flags.push_back(name);
+      continue;
+    }
+    if (inline_value) {
+      args.values[name].push_back(*inline_value);
+    } else {
+      if (i + 1 >= tokens.size())
+        throw UsageError(name + " needs a value (see payorchctl " + command + " --help)");
+      args.values[name].push_back(tokens[++i]);
+    }
+  }
+  return args;
+}
+
+// --- Context ------------------------------------------------------------------
+
+domain::Time Context::Now() const {
+  if (io_.now) return io_.now();
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+std::optional<std::string> Context::Env(std::string_view name) const {
+  return io_.env ? io_.env(name) : app::ProcessEnv()(name);
+}
+
+const app::Config& Context::Config() {
+  if (!config_) {
+    try {
+      config_ =
+          app::LoadConfig(config_path_, overrides_, CtlEnv(io_.env ? io_.env : app::ProcessEnv()));
+    } catch (const app::ConfigError& e) {
+      std::string hint;
+      if (config_path_ == kDefaultConfig && e.line() == 0 && e.setting().empty())
+        hint = " (payorchctl reads payorchd's configuration: give it with --config FILE)";
+      throw Failure(std::string("configuration: ") + e.what() + hint);
+    }
+  }
+  return *config_;
+}
+
+bus::Admin Context::ConnectBus(const std::string& purpose) {
+  const app::Config& c = Config();
+  std::string who = Env("USER").value_or("");
+  try {
+    return bus::Admin(c.bus, "payorchctl " + purpose + (who.empty() ? "" : " (" + who + ")"));
+  } catch (const bus::BusError& e) {
+    std::string url = c.bus.url;
+    // The password never goes to a terminal or a log.
+    size_t scheme = url.find("://"), at = url.rfind('@');
+    if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
+      size_t colon = url.find(':', scheme + 3);
+      if (colon != std::string::npos && colon < at)
+        url = url.substr(0, colon + 1) + "***" + url.substr(at);
+    }
+    throw Failure("cannot reach the broker at " + url + ": " + e.what() +
+                  ". Is RabbitMQ running? Check bus.url in " + c.file +
+                  " (and PAYORCH_AMQP_PASSWORD)");
+  }
+}
+
+store::Store Context::OpenStore() {
+  const app::Config& c = Config();
+  store::Options options = c.store.options;
+  options.create_if_missing = false;
+  options.quick_check = false;
+  try {
+    return store::Store::Open(c.store.path, options);
+  } catch (const store::StoreError& e) {
+    std::string hint;
+    if (e.code() == store::ErrorCode::kMissing)
+      hint = ". payorchctl never creates the store: point store.path (in " + c.file +
+             " or with --set store.path=FILE) at payorchd's file";
+    throw Failure(std::string(e.what()) + hint);
+  }
+}
+
+uint32_t Context::DeadLetterDepth(bus::Admin& admin) {
+  const std::string& q = Config().bus.topology.dead_letter_queue;
+  auto depth = admin.QueueDepth(q);
+  if (!depth)
+    throw Failure("the dead-letter queue '" + q +
+                  "' does not exist on the broker: payorchd declares it when it starts; check "
+                  "bus.topology.dead_letter_queue in " +
+                  Config().file);
+  return *depth;
+}
+
+// --- argument values ------------------------------------------------------------
+
+double ParseRate(const std::string& text) {
+  std::string number = text;
+  if (number.size() > 2 && number.substr(number.size() - 2) == "/s")
+    number.resize(number.size() - 2);
+  try {
+    size_t used = 0;
+    double rate = std::stod(number, &used);
+    if (used == number.size() && std::isfinite(rate) && rate > 0) return rate;
+  } catch (const std::exception&) {
+  }
+  throw UsageError("--rate " + text + ": expected messages per second, e.g. 50/s or 0.5/s");
+}
+
+std::chrono::milliseconds ParseDurationArg(const std::string& option, const std::string& text) {
+  std::string t = text;
+  // Days are not in payorchd's duration syntax, but operators ask for them.
+  if (t.size() > 1 && t.back() == 'd' && t.find_first_not_of("0123456789") == t.size() - 1)
+    return std::chrono::hours(24) * std::stoll(t.substr(0, t.size() - 1));
+  if (auto d = app::ParseDuration(t)) return *d;
+  throw UsageError(option + " " + text + ": expected a duration such as 90s, 30m, 2h or 1d");
+}
+
+size_t ParseCount(const std::string& option, const std::string& text) {
+  try {
+    size_t used = 0;
+    long long n = std::stoll(text, &used);
+    if (used == text.size() && n > 0) return static_cast<size_t>(n);
+  } catch (const std::exception&) {
+  }
+  throw UsageError(option + " " + text + ": expected a positive number");
+}
+
+bool Confirm(Context& ctx, const std::string& question, const std::string& refusal) {
+  if (!ctx.io().stdin_is_tty || !ctx.io().in) throw UsageError(refusal);
+  ctx.err() << question << " [y/N] " << std::flush;
+  std::string answer;
+  if (!std::getline(*ctx.io().in, answer)) return false;
+  while (!answer.empty() && (answer.back() == ' ' || answer.back() == '\r')) answer.pop_back();
+  return answer == "y" || answer == "Y" || answer == "yes" || answer == "YES";
+}
+
+// --- Main ---------------------------------------------------------------------------
+
+app::EnvLookup CtlEnv(app::EnvLookup env) {
+  return [env = std::move(env)](std::string_view name) -> std::optional<std::string> {
+    auto v = env ? env(name) : std::nullopt;
+    if (v && !v->empty()) return v;
+    if (name == app::kPayexTokenEnv) return "payorchctl-does-not-call-payex";
+    if (name == app::kCallbackSecretEnv) return "payorchctl-does-not-check-callbacks-so-no-secret";
+    return v;
+  };
+}
+
+Io ProcessIo() {
+  Io io;
+  io.out = &std::cout;
+  io.err = &std::cerr;
+  io.in = &std::cin;
+  io.stdin_is_tty = isatty(STDIN_FILENO) == 1;
+  io.stderr_is_tty = isatty(STDERR_FILENO) == 1;
+  io.env = app::ProcessEnv();
+  return io;
+}
+
+int Main(const std::vector<std::string>& argv, Io& io) {
+  std::ostream& err = *io.err;
+  Globals g;
+  try {
+    g = TakeGlobals(argv);
+  } catch (const UsageError& e) {
+    err << "payorchctl: " << e.what() << "; " << kUsageHint << "\n";
+    return kExitUsage;
+  }
+  std::vector<std::string>& rest = g.rest;
+  if (rest.empty() || rest[0] == "help") {
+    if (g.help || (!rest.empty() && rest[0] == "help")) {
+      *io.out << kMainHelp;
+      return kExitOk;
+    }
+    err << kMainHelp;
+    return kExitUsage;
+  }
+  const std::string group = rest[0];
+  const char* group_help = GroupHelp(group);
+  if (!group_help) {
+    err << "payorchctl: unknown command '" << group << "'; " << kUsageHint << "\n";
+    return kExitUsage;
+  }
+  const CommandDef* def = nullptr;
+  if (rest.size() > 1)
+    for (const auto& c : Commands())
+      if (group == c.group && rest[1] == c.name) def = &c;
+  if (!def) {
+    if (rest.size() == 1 && g.help) {
+      *io.out << group_help;
+      return kExitOk;
+    }
+    if (rest.size() == 1)
+      err << "payorchctl " << group << ": which command?\n\n" << group_help;
+    else
+      err << "payorchctl: unknown command '" << group << " " << rest[1] << "'; run 'payorchctl "
+          << group << " --help' for its commands\n";
+    return kExitUsage;
+  }
+  const std::string command = std::string(def->group) + " " + def->name;
+  if (g.help) {
+    *io.out << def->help;
+    return kExitOk;
+  }
+  Context ctx(io, g.config, g.overrides, g.format);
+  try {
+    Args args =
+        ParseArgs(command, std::vector<std::string>(rest.begin() + 2, rest.end()), def->options);
+    return def->run(ctx, args);
+  } catch (const UsageError& e) {
+    err << "payorchctl " << command << ": " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const Failure& e) {
+    err << "payorchctl " << command << ": " << e.what() << "\n";
+    return kExitFailure;
+  } catch (const bus::BusError& e) {
+    err << "payorchctl " << command << ": broker: " << e.what() << "\n";
+    return kExitFailure;
+  } catch (const store::StoreError& e) {
+    err << "payorchctl " << command << ": " << e.what() << "\n";
+    return kExitFailure;
+  } catch (const std::exception& e) {
+    err << "payorchctl " << command << ": " << e.what() << "\n";
+    return kExitFailure;
+  }
+}
+
+}  // namespace payorch::ctl
