@@ -151,7 +151,7 @@ std::string FindBinary(const std::string& name) {
     }
   }
   for (const auto& root : roots) {
-    for (const char* sub : {"src/sim", "src/app", "src/ctl", "src/demo", ""}) {
+    for (const char* sub : {"src/sim", "src/app", "src/ctl", "src/demo", "bench", ""}) {
       fs::path candidate = root / sub / name;
       if (fs::exists(candidate)) return candidate.string();
     }
