@@ -74,16 +74,6 @@ double PeakRssMiB(pid_t pid) {
   return 0;
 }
 
-domain::OrderEvent Event(const std::string& order, const std::string& id,
-                         domain::OrderEventKind kind) {
-  domain::OrderEvent e;
-  e.event_id = order + ":" + id;
-  e.order_id = order;
-  e.occurred_at = domain::FromMillis(1'700'000'000'000);
-  e.kind = std::move(kind);
-  return e;
-}
-
 struct Run {
   double lifecycles_per_s = 0;
   std::vector<double> authorize_ms, capture_ms;
@@ -114,13 +104,7 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   std::atomic<int> next{0}, done{0};
   auto order_id = [&](int i) { return "b" + std::to_string(run) + "-" + std::to_string(i); };
   auto start_order = [&](int i) {
-    domain::PurchaseRequested p;
-    p.amount = 10000;
-    p.vat_amount = 2000;
-    p.currency = "NOK";
-    p.description = "Benchmark order";
-    p.msisdn = msisdn;
-    auto e = Event(order_id(i), "purchase", p);
+    auto e = kit::Purchase(order_id(i), 10000, msisdn, "Benchmark order");
     {
       std::lock_guard lock(mu);
       sent_purchase[e.order_id] = Clock::now();
@@ -130,11 +114,7 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   client.OnEvent([&](const kit::Received& ev) {
     const std::string& order = ev.event.order_id;
     if (ev.event.kind == domain::EventKind::kAuthorized) {
-      domain::OrderShipped s;
-      s.shipment_id = "s1";
-      s.amount = 10000;
-      s.vat_amount = 2000;
-      auto e = Event(order, "ship", s);
+      auto e = kit::Shipped(order, "s1", 10000);
       std::lock_guard lock(mu);
       auto it = sent_purchase.find(order);
       if (it == sent_purchase.end()) return;  // a republished duplicate

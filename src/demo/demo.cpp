@@ -28,6 +28,7 @@
 #include "bus/message.hpp"
 #include "bus/topology.hpp"
 #include "demo/kit.hpp"
+#include "domain/decide.hpp"
 #include "domain/types.hpp"
 
 namespace {
@@ -193,10 +194,7 @@ std::string Seconds(Clock::duration d) {
 }
 
 // "+4791234567" -> "+47****4567", as payorch logs them.
-std::string MaskMsisdn(const std::string& msisdn) {
-  if (msisdn.size() < 7) return "****";
-  return msisdn.substr(0, 3) + "****" + msisdn.substr(msisdn.size() - 4);
-}
+std::string MaskMsisdn(const std::string& msisdn) { return domain::MaskMsisdn(msisdn); }
 
 // amqp://guest:guest@host/ -> amqp://guest:****@host/
 std::string MaskUrl(const std::string& url) {
@@ -268,49 +266,16 @@ std::string LocalId(const std::string& event_id) {
   return colon == std::string::npos ? event_id : event_id.substr(colon + 1);
 }
 
-domain::OrderEvent Event(const std::string& order, const std::string& local,
-                         domain::OrderEventKind kind) {
-  domain::OrderEvent e;
-  e.event_id = order + ":" + local;
-  e.order_id = order;
-  e.occurred_at =
-      std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
-  e.kind = std::move(kind);
-  return e;
-}
-
+// The demo's order events: the kit's builders with the demo's wording.
 domain::OrderEvent Purchase(const std::string& order, int64_t amount, const std::string& msisdn) {
-  domain::PurchaseRequested p;
-  p.amount = amount;
-  p.vat_amount = amount / 5;
-  p.currency = "NOK";
-  p.description = "payorch demo order";
-  p.msisdn = msisdn;
-  p.language = "en-US";
-  return Event(order, "purchase", p);
-}
-domain::OrderEvent Msisdn(const std::string& order, const std::string& msisdn) {
-  return Event(order, "msisdn", domain::PayerMsisdnProvided{msisdn});
-}
-domain::OrderEvent Shipped(const std::string& order, const std::string& shipment, int64_t amount) {
-  domain::OrderShipped s;
-  s.shipment_id = shipment;
-  s.amount = amount;
-  s.vat_amount = amount / 5;
-  s.description = "Shipment " + shipment;
-  return Event(order, "ship-" + shipment, s);
+  return kit::Purchase(order, amount, msisdn, "payorch demo order");
 }
 domain::OrderEvent Cancelled(const std::string& order) {
-  return Event(order, "cancel", domain::OrderCancelled{"customer changed their mind"});
+  return kit::Cancelled(order, "customer changed their mind");
 }
-domain::OrderEvent Refund(const std::string& order, const std::string& refund, int64_t amount) {
-  domain::RefundRequested r;
-  r.refund_id = refund;
-  r.amount = amount;
-  r.vat_amount = amount / 5;
-  r.description = "Refund " + refund;
-  return Event(order, "refund-" + refund, r);
-}
+using kit::Msisdn;
+using kit::Refund;
+using kit::Shipped;
 
 // One order event to publish once its precondition holds: the answer `after_kind`
 // to the order's event `after` has arrived (none when `after` is empty), and then

@@ -390,6 +390,56 @@ std::optional<double> Daemon::Metric(const std::string& series) const {
   return std::nullopt;
 }
 
+// ---- order events -----------------------------------------------------------------------
+
+domain::OrderEvent OrderEventOf(const std::string& order, const std::string& id,
+                                domain::OrderEventKind kind) {
+  domain::OrderEvent e;
+  e.event_id = order + ":" + id;
+  e.order_id = order;
+  e.occurred_at =
+      std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  e.kind = std::move(kind);
+  return e;
+}
+
+domain::OrderEvent Purchase(const std::string& order, int64_t amount, const std::string& msisdn,
+                            const std::string& description) {
+  domain::PurchaseRequested p;
+  p.amount = amount;
+  p.vat_amount = amount / 5;
+  p.currency = "NOK";
+  p.description = description.empty() ? "Order " + order.substr(0, 20) : description;
+  p.msisdn = msisdn;
+  return OrderEventOf(order, "purchase", p);
+}
+
+domain::OrderEvent Msisdn(const std::string& order, const std::string& msisdn) {
+  return OrderEventOf(order, "msisdn", domain::PayerMsisdnProvided{msisdn});
+}
+
+domain::OrderEvent Shipped(const std::string& order, const std::string& shipment, int64_t amount) {
+  domain::OrderShipped s;
+  s.shipment_id = shipment;
+  s.amount = amount;
+  s.vat_amount = amount / 5;
+  s.description = "Shipment " + shipment;
+  return OrderEventOf(order, "ship-" + shipment, s);
+}
+
+domain::OrderEvent Cancelled(const std::string& order, const std::string& reason) {
+  return OrderEventOf(order, "cancel", domain::OrderCancelled{reason});
+}
+
+domain::OrderEvent Refund(const std::string& order, const std::string& refund, int64_t amount) {
+  domain::RefundRequested r;
+  r.refund_id = refund;
+  r.amount = amount;
+  r.vat_amount = amount / 5;
+  r.description = "Refund " + refund;
+  return OrderEventOf(order, "refund-" + refund, r);
+}
+
 // ---- the bus ---------------------------------------------------------------------------
 
 std::string RandomSuffix() {

@@ -132,6 +132,19 @@ class Daemon {
 std::vector<std::string> DaemonEnvironment();
 inline constexpr const char* kCallbackSecret = "payorch-demo-callback-secret-0123456789abcdef";
 
+// ---- order events (the contract's inbound messages) -----------------------------------
+
+// event_id = "<order>:<id>"; occurred_at = now. VAT is a fifth of the amount.
+domain::OrderEvent OrderEventOf(const std::string& order, const std::string& id,
+                                domain::OrderEventKind kind);
+domain::OrderEvent Purchase(const std::string& order, int64_t amount,
+                            const std::string& msisdn = "+4791234567",
+                            const std::string& description = "");
+domain::OrderEvent Msisdn(const std::string& order, const std::string& msisdn);
+domain::OrderEvent Shipped(const std::string& order, const std::string& shipment, int64_t amount);
+domain::OrderEvent Cancelled(const std::string& order, const std::string& reason = "customer");
+domain::OrderEvent Refund(const std::string& order, const std::string& refund, int64_t amount);
+
 // ---- the bus ---------------------------------------------------------------------------
 
 struct Received {

@@ -22,50 +22,11 @@ namespace payorch::e2e {
 using namespace std::chrono_literals;
 using domain::EventKind;
 
-inline domain::OrderEvent Event(const std::string& order, const std::string& id,
-                                domain::OrderEventKind kind) {
-  domain::OrderEvent e;
-  e.event_id = order + ":" + id;
-  e.order_id = order;
-  e.occurred_at = domain::FromMillis(1'700'000'000'000);
-  e.kind = std::move(kind);
-  return e;
-}
-
-inline domain::OrderEvent Purchase(const std::string& order, int64_t amount,
-                                   const std::string& msisdn = "+4791234567") {
-  domain::PurchaseRequested p;
-  p.amount = amount;
-  p.vat_amount = amount / 5;
-  p.currency = "NOK";
-  p.description = "Order " + order.substr(0, 20);
-  p.msisdn = msisdn;
-  return Event(order, "purchase", p);
-}
-inline domain::OrderEvent Msisdn(const std::string& order, const std::string& msisdn) {
-  return Event(order, "msisdn", domain::PayerMsisdnProvided{msisdn});
-}
-inline domain::OrderEvent Shipped(const std::string& order, const std::string& shipment,
-                                  int64_t amount) {
-  domain::OrderShipped s;
-  s.shipment_id = shipment;
-  s.amount = amount;
-  s.vat_amount = amount / 5;
-  s.description = "Shipment " + shipment;
-  return Event(order, "ship-" + shipment, s);
-}
-inline domain::OrderEvent Cancelled(const std::string& order, const std::string& reason = "customer") {
-  return Event(order, "cancel", domain::OrderCancelled{reason});
-}
-inline domain::OrderEvent Refund(const std::string& order, const std::string& refund,
-                                 int64_t amount) {
-  domain::RefundRequested r;
-  r.refund_id = refund;
-  r.amount = amount;
-  r.vat_amount = amount / 5;
-  r.description = "Refund " + refund;
-  return Event(order, "refund-" + refund, r);
-}
+using kit::Cancelled;
+using kit::Msisdn;
+using kit::Purchase;
+using kit::Refund;
+using kit::Shipped;
 
 inline std::vector<EventKind> Kinds(const std::vector<kit::Received>& events) {
   std::vector<EventKind> out;
