@@ -131,9 +131,7 @@ class Engine::Impl {
 
     consumer_ = std::make_unique<bus::Consumer>(
         config_.bus,
-        [this](bus::Delivery d) {
-          asio::post(ex_, [this, d = std::move(d)]() mutable { OnDelivery(std::move(d)); });
-        },
+        [this](bus::Delivery d) { HandOver(intake_, std::move(d), [this] { DrainIntake(); }); },
         [this](const bus::LinkStatus& s) { LinkChanged("consumer", s); });
     publisher_ = std::make_unique<bus::Publisher>(
         config_.bus, [this](const bus::LinkStatus& s) {
@@ -323,6 +321,11 @@ class Engine::Impl {
     std::vector<domain::PayexCall> calls;
     bool events = false;
   };
+  template <typename T>
+  struct Mailbox {
+    std::mutex mu;
+    std::vector<T> items;
+  };
   struct WriterJob {
     uint64_t id = 0;
     Batch batch;
@@ -335,6 +338,10 @@ class Engine::Impl {
   struct RelayRow {
     store::OutboxRow row;
     bool republish = false;  // already marked sent: do not mark again
+  };
+  struct Confirm {
+    RelayRow row;
+    bus::PublishResult result;
   };
 
   // ---- deciding ------------------------------------------------------------------
@@ -769,12 +776,39 @@ class Engine::Impl {
       auto row = std::make_shared<RelayRow>(std::move(*it));
       it = relay_pending_.erase(it);
       publisher_->PublishPaymentEvent(row->row.event, [this, row](bus::PublishResult res) {
-        asio::post(ex_, [this, row, res = std::move(res)]() mutable {
-          OnPublished(std::move(*row), std::move(res));
-        });
+        HandOver(confirms_, Confirm{std::move(*row), std::move(res)}, [this] { DrainConfirms(); });
       });
     }
     if (relay_more_ && relay_pending_.size() < kRelayLoad / 2) WakeRelay();
+  }
+
+  // Work from the bus threads: queued under a lock, and the engine thread is woken
+  // once per burst rather than once per message (each wake-up is a syscall).
+  template <typename T, typename F>
+  void HandOver(Mailbox<T>& box, T item, F drain) {
+    bool wake;
+    {
+      std::lock_guard lock(box.mu);
+      wake = box.items.empty();
+      box.items.push_back(std::move(item));
+    }
+    if (wake) asio::post(ex_, std::move(drain));
+  }
+
+  template <typename T>
+  std::vector<T> Take(Mailbox<T>& box) {
+    std::vector<T> items;
+    std::lock_guard lock(box.mu);
+    items.swap(box.items);
+    return items;
+  }
+
+  void DrainIntake() {
+    for (auto& d : Take(intake_)) OnDelivery(std::move(d));
+  }
+
+  void DrainConfirms() {
+    for (auto& c : Take(confirms_)) OnPublished(std::move(c.row), std::move(c.result));
   }
 
   void OnPublished(RelayRow row, bus::PublishResult res) {
@@ -935,6 +969,8 @@ class Engine::Impl {
   std::unique_ptr<bus::Publisher> publisher_;
   std::function<void()> on_stopped_;
 
+  Mailbox<bus::Delivery> intake_;
+  Mailbox<Confirm> confirms_;
   std::unordered_map<std::string, domain::Payment> cache_;
   Batch batch_;
   // Order events decided but not yet committed -> the writer job that will commit them.
