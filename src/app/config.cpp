@@ -730,6 +730,11 @@ void Validate(const std::string& path, Config& c) {
            "the simulator on loopback)");
   need(x.connect_timeout <= x.request_timeout, "payex.connect_timeout",
        "must not exceed payex.request_timeout (" + FormatDuration(x.request_timeout) + ")");
+  // A call is given up (in doubt, read back) after the watchdog: it must outlast the
+  // requests one call may make (a GET for the links, then the POST).
+  need(c.payments.call_watchdog >= 2 * x.request_timeout, "payments.call_watchdog",
+       "must be at least twice payex.request_timeout (" + FormatDuration(x.request_timeout) +
+           ")");
 
   std::string base = c.http.callback_base_url;
   while (base.size() > 1 && base.back() == '/') base.pop_back();

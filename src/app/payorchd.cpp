@@ -181,7 +181,8 @@ int Run(const Args& args) {
   public_options.log = log_http;
   http::Server public_server(
       io.get_executor(), public_options, [&](http::Request req, http::Reply reply) {
-        if (req.path.rfind(cb.path_prefix, 0) == 0) {
+        const bool fixed = req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics";
+        if (!fixed && req.path.rfind(cb.path_prefix, 0) == 0) {
           if (!eng) return reply(Text(503, "starting\n"));
           http::Response r = http::HandleCallback(req, cb, [&](const std::string& order_id) {
             return eng->OnCallback(order_id) == engine::HintOutcome::kAccepted

@@ -161,6 +161,19 @@ class Engine::Impl {
 
   void DrainStep() {
     if (stopped_) return;
+    // Calls committed as in flight but never sent (intake stopped): tell the state
+    // machine the truth, "not sent" (transient), so the next start retries them
+    // instead of treating them as in doubt.
+    if (!call_queue_.empty()) {
+      std::list<domain::PayexCall> unsent;
+      unsent.swap(call_queue_);
+      for (const auto& call : unsent) {
+        domain::PayexResult r;
+        r.call_id = call.call_id;
+        r.result = domain::ResultClass::kTransient;
+        Apply(call.order_id, r, "payex_result", &r);
+      }
+    }
     Flush();
     bool calls_done = calls_in_flight_ == 0 && batches_in_flight_ == 0 && batch_.commits.empty();
     bool relay_done = relay_in_flight_ == 0 && relay_pending_.empty() && !relay_more_;
@@ -274,7 +287,13 @@ class Engine::Impl {
     for (auto& row : rows) {
       if (relay_seqs_.count(row.seq)) continue;  // already on its way
       relay_seqs_.insert(row.seq);
-      relay_pending_.push_back(RelayRow{std::move(row), /*republish=*/true});
+      // An unsent row is published as usual (and marked sent); a sent one again.
+      const bool again = row.sent_at.has_value();
+      // Before the order's later rows still waiting: its events stay in sequence.
+      auto pos = std::find_if(relay_pending_.begin(), relay_pending_.end(), [&](const RelayRow& r) {
+        return r.row.event.order_id == order_id && r.row.seq > row.seq;
+      });
+      relay_pending_.insert(pos, RelayRow{std::move(row), again});
       ++out.events;
     }
     // The operator's action belongs in the payment's timeline.
@@ -285,6 +304,7 @@ class Engine::Impl {
     c.note = "operator republished " + std::to_string(out.events) + " events";
     c.at = Now();
     batch_.commits.push_back(std::move(c));
+    uncommitted_[order_id] = last_job_ + 1;
     Log(Level::kInfo, "payment.republish",
         {{"order_id", order_id}, {"events", std::to_string(out.events)}});
     ScheduleFlush();
@@ -439,6 +459,7 @@ class Engine::Impl {
     batch_.events = batch_.events || !d.events.empty();
     for (auto& call : d.calls) batch_.calls.push_back(call);
     batch_.commits.push_back(std::move(c));
+    uncommitted_[order_id] = last_job_ + 1;  // the job this batch will become
     if (found) {
       *found = std::move(d.next);
     } else {
@@ -500,11 +521,14 @@ class Engine::Impl {
       StoreBroken(r.message);
       return;
     }
-    for (const auto& c : b.commits)
+    for (const auto& c : b.commits) {
       if (!c.inbox_event_id.empty()) {
         auto it = pending_inbox_.find(c.inbox_event_id);
         if (it != pending_inbox_.end() && it->second <= job->id) pending_inbox_.erase(it);
       }
+      auto u = uncommitted_.find(c.after.order_id);
+      if (u != uncommitted_.end() && u->second <= job->id) uncommitted_.erase(u);
+    }
     if (!b.commits.empty()) {
       metrics_.counter("payorch_commits_total", "Group commits (one transaction each).").Inc();
       metrics_
@@ -525,10 +549,8 @@ class Engine::Impl {
       WakeRelay();
     }
     if (!b.commits.empty()) ArmTimer();
-    if (batches_in_flight_ == 0) {
-      if (cache_.size() > kCacheMax && batch_.commits.empty()) TrimCache();
-      Flush();  // what gathered meanwhile
-    }
+    if (cache_.size() > kCacheMax) TrimCache();
+    if (batches_in_flight_ == 0) Flush();  // what gathered meanwhile
   }
 
   // The writer thread: commits batches in the order they were handed over.
@@ -580,10 +602,12 @@ class Engine::Impl {
     asio::post(ex_, [this] { Stop(); });
   }
 
+  // Payments whose decisions are all committed equal their rows: any of them may
+  // go (a later input loads the row again). Down to half, so trims are rare.
   void TrimCache() {
     size_t before = cache_.size();
-    for (auto it = cache_.begin(); it != cache_.end();) {
-      if (it->second.in_flight.call_id == 0) {
+    for (auto it = cache_.begin(); it != cache_.end() && cache_.size() > kCacheMax / 2;) {
+      if (!uncommitted_.count(it->first)) {
         it = cache_.erase(it);
       } else {
         ++it;
@@ -601,6 +625,18 @@ class Engine::Impl {
       if (!TakeToken()) return;
       domain::PayexCall call = std::move(call_queue_.front());
       call_queue_.pop_front();
+      // A call that waited for a slot may have been given up meanwhile (the watchdog
+      // made it in doubt, a read or a new attempt replaced it): never send it late.
+      domain::Payment* p = Find(call.order_id);
+      if (!p || p->in_flight.call_id != call.call_id) {
+        metrics_.counter("payorch_payex_calls_dropped_total",
+                         "Queued PayEx calls dropped unsent because the payment moved on.")
+            .Inc();
+        Log(Level::kWarn, "payex.call_dropped",
+            {{"order_id", call.order_id}, {"call_id", std::to_string(call.call_id)},
+             {"kind", domain::OpKindName(call.kind)}});
+        continue;
+      }
       ++calls_in_flight_;
       asio::co_spawn(ex_, RunCall(std::move(call)), [](std::exception_ptr e) {
         if (!e) return;
@@ -691,7 +727,7 @@ class Engine::Impl {
       return;
     }
     Time at = *next;
-    if (fruitless_ticks_ > 0) at = std::max(at, Now() + std::chrono::seconds(1));
+    if (Now() < quiet_until_) at = std::max(at, quiet_until_);
     if (timer_at_ && *timer_at_ == at) return;
     timer_at_ = at;
     auto delay = at - Now();
@@ -713,21 +749,26 @@ class Engine::Impl {
       StoreBroken(e.what());
       return;
     }
-    const bool batch_was_empty = batch_.commits.empty();
     size_t before = batch_.commits.size();
-    for (const std::string& order_id : due) Apply(order_id, domain::Tick{}, "tick");
-    if (batch_.commits.size() == before && batch_was_empty && !due.empty()) {
-      // Due rows whose decision changed nothing: never spin on them.
-      ++fruitless_ticks_;
-      Log(Level::kWarn, "engine.tick_without_change", {{"payments", std::to_string(due.size())}});
-    } else {
-      fruitless_ticks_ = 0;
+    size_t ticked = 0;
+    for (const std::string& order_id : due) {
+      // A row with a decision still on its way to disk is older than the payment:
+      // that commit re-arms the timer with the row's new due time.
+      if (uncommitted_.count(order_id)) continue;
+      ++ticked;
+      Apply(order_id, domain::Tick{}, "tick");
     }
-    if (batch_.commits.empty()) {
-      ArmTimer();
-    } else {
+    if (ticked > 0 && batch_.commits.size() == before) {
+      // Due rows whose decision changed nothing: never spin on them; look again
+      // in a second (a fixed point, so later commits do not push it away).
+      quiet_until_ = Now() + std::chrono::seconds(1);
+      Log(Level::kWarn, "engine.tick_without_change", {{"payments", std::to_string(ticked)}});
+    }
+    if (batch_.commits.size() != before) {
       ScheduleFlush();
-    }
+    } else if (ticked > 0 || due.empty()) {
+      ArmTimer();
+    }  // else: every due payment has a commit on its way, which re-arms the timer
   }
 
   // ---- the outbox relay -------------------------------------------------------------
@@ -984,7 +1025,9 @@ class Engine::Impl {
   SteadyClock::time_point tokens_at_ = SteadyClock::now();
   asio::steady_timer timer_;
   std::optional<Time> timer_at_;
-  int fruitless_ticks_ = 0;
+  Time quiet_until_{};  // after a tick that changed nothing: no tick before this
+  // Orders with a decision not yet committed -> the writer job that will commit it.
+  std::unordered_map<std::string, uint64_t> uncommitted_;
   asio::steady_timer rate_timer_;
   bool rate_timer_armed_ = false;
 

@@ -258,3 +258,14 @@ TEST(Config, InvalidTomlNamesTheFile) {
 
 }  // namespace
 }  // namespace payorch::app
+
+namespace payorch::app {
+namespace {
+
+TEST(Config, TheWatchdogMustOutlastACallsRequests) {
+  ExpectError("[payments]\ncall_watchdog = \"15s\"\n[payex]\nrequest_timeout = \"10s\"\n",
+              "payments.call_watchdog", {"twice", "payex.request_timeout"});
+}
+
+}  // namespace
+}  // namespace payorch::app

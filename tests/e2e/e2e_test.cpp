@@ -5,6 +5,7 @@
 
 #include "bus/topology.hpp"
 #include "codec/codec.hpp"
+#include "store/store.hpp"
 
 #include <fstream>
 #include <iostream>
@@ -265,6 +266,44 @@ TEST(E2e, PayexFailuresAndInDoubtOutcomesNeverPayTwice) {
   EXPECT_TRUE(w.LedgerOk());
   EXPECT_GE(w.daemon().Metric("payorch_retries_total{operation=\"capture\",reason=\"in_doubt\"}").value_or(0), 1)
       << w.daemon().Get("/metrics").body;
+}
+
+TEST(E2e, PollingKeepsGoingUnderSteadyLoad) {
+  // No callback ever arrives: the polled orders depend on the one due-timer while
+  // other orders keep commits coming several times a second.
+  World w({"--set", "callbacks.lost_rate=1", "--set", "payer.approve_delay=60s"});
+  for (int i = 0; i < 40; ++i) {
+    w.Publish(Purchase("o-poll-" + std::to_string(i), 1000 + i));
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));  // the load's pace
+  }
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(w.Expect("o-poll-" + std::to_string(i), {K::kAuthorized}));
+  EXPECT_TRUE(w.LedgerOk());
+}
+
+TEST(E2e, DrainTellsTheStoreThatQueuedCallsWereNeverSent) {
+  // One PayEx call at a time and a slow PayEx: SIGTERM finds calls committed as in
+  // flight that never left. They are recorded as not sent (transient), so the next
+  // start retries them at once instead of treating them as in doubt.
+  World w({"--fault", "any:latency,latency=150ms"},
+          {"engine.max_concurrent_calls=1"});
+  for (int i = 0; i < 6; ++i) w.Publish(Purchase("o-drain-" + std::to_string(i), 1000 + i));
+  ASSERT_TRUE(kit::WaitFor([&] { return w.daemon().Metric("payorch_payex_calls_queued").value_or(0) >= 2; }, 20s));
+  ASSERT_EQ(w.daemon().Term(), 0) << w.daemon().LogTail();
+  {
+    store::Options so;
+    so.create_if_missing = false;
+    so.quick_check = false;
+    store::Store s = store::Store::Open(w.daemon().store_path(), so);
+    EXPECT_TRUE(s.PaymentsWithCallsInFlight().empty());
+    EXPECT_TRUE(s.UnfinishedOperations().empty());
+    int transient = 0;
+    for (int i = 0; i < 6; ++i)
+      for (const auto& op : s.Operations("o-drain-" + std::to_string(i))) transient += op.result == "transient";
+    EXPECT_GE(transient, 1);
+  }
+  w.daemon().Start();
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(w.Expect("o-drain-" + std::to_string(i), {K::kAuthorized}));
+  EXPECT_TRUE(w.LedgerOk());
 }
 
 TEST(E2e, SigtermDrainsAndExitsZero) {
