@@ -172,6 +172,40 @@ TEST(E2e, RejectsOfEachKind) {
   EXPECT_TRUE(w.SequencesSound());
 }
 
+TEST(E2e, MoreRejectsAfterTheStateMovedOn) {
+  World w;
+  auto bad_vat = Purchase("o-vat", 100);
+  std::get<domain::PurchaseRequested>(bad_vat.kind).vat_amount = 200;
+  w.Publish(bad_vat);
+  w.Publish(Purchase("o-state", 10000));
+  ASSERT_TRUE(w.Expect("o-state", {K::kAuthorized}));
+  w.Publish(Msisdn("o-state", "+4791234599"));  // it already has one
+  w.Publish(Shipped("o-state", "s1", 1000));
+  ASSERT_TRUE(w.WaitCount("o-state", 3));
+  auto again = Shipped("o-state", "s1", 1000);  // the same shipment id, a new event
+  again.event_id = "o-state:ship-s1-again";
+  w.Publish(again);
+  ASSERT_TRUE(w.WaitCount("o-state", 4));
+  w.Publish(Cancelled("o-state"));
+  ASSERT_TRUE(w.WaitCount("o-state", 5));
+  w.Publish(Shipped("o-state", "s2", 1000));  // after the cancellation
+  ASSERT_TRUE(w.WaitCount("o-state", 6));
+
+  ASSERT_TRUE(w.Expect("o-vat", {K::kRejected}));
+  EXPECT_EQ(Code(w.Distinct("o-vat")[0]), "invalid_vat_amount");
+  std::map<std::string, kit::Received> by_cause;
+  for (const auto& r : w.Distinct("o-state")) by_cause[r.event.caused_by_event_id] = r;
+  EXPECT_EQ(Code(by_cause["o-state:msisdn"]), "msisdn_already_provided");
+  EXPECT_EQ(by_cause["o-state:ship-s1"].event.kind, K::kCaptured);
+  EXPECT_EQ(Code(by_cause["o-state:ship-s1-again"]), "duplicate_shipment");
+  EXPECT_EQ(by_cause["o-state:cancel"].event.kind, K::kCancelled);
+  EXPECT_EQ(by_cause["o-state:cancel"].event.amount, 9000);
+  const std::string after_cancel = Code(by_cause["o-state:ship-s2"]);
+  EXPECT_TRUE(after_cancel == "order_cancelled" || after_cancel == "payment_closed") << after_cancel;
+  EXPECT_TRUE(w.SequencesSound());
+  EXPECT_TRUE(w.LedgerOk());
+}
+
 TEST(E2e, DuplicateEventsAreAnsweredOnce) {
   World w;
   auto purchase = Purchase("o-twice", 2000);
