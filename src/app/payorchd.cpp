@@ -16,6 +16,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "app/config.hpp"
+#include "bus/config.hpp"
 #include "engine/engine.hpp"
 #include "engine/log.hpp"
 #include "http/callbacks.hpp"
@@ -161,6 +162,8 @@ int Run(const Args& args) {
     return 0;
   }
   engine::LogLine(Level::kInfo, app::DescribeConfig(config));
+  // The bus adapter's own lines (connects, reconnects, dead-lettering) join ours.
+  bus::SetLogSink([](std::string_view line) { engine::LogLine(Level::kInfo, line); });
 
   boost::asio::io_context io(1);
   http::Registry metrics;

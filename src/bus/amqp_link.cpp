@@ -460,9 +460,31 @@ void StatusKeeper::Changed(const LinkStatus& status) {
   if (on_change_) on_change_(status);
 }
 
+namespace {
+std::mutex g_sink_mutex;
+std::function<void(std::string_view)> g_sink;
+}  // namespace
+
 void Log(const std::string& event, const std::string& fields) {
-  std::string line = "bus: event=" + event + (fields.empty() ? "" : " " + fields) + "\n";
+  std::string line = "event=" + event + (fields.empty() ? "" : " " + fields);
+  {
+    std::lock_guard lock(g_sink_mutex);
+    if (g_sink) {
+      g_sink(line);
+      return;
+    }
+  }
+  line = "bus: " + line + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
 }  // namespace payorch::bus::detail
+
+namespace payorch::bus {
+
+void SetLogSink(std::function<void(std::string_view line)> sink) {
+  std::lock_guard lock(detail::g_sink_mutex);
+  detail::g_sink = std::move(sink);
+}
+
+}  // namespace payorch::bus

@@ -5,10 +5,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace payorch::bus {
+
+// Where the bus adapter's log lines go ("event=bus.consumer.connected ..."): stderr
+// with a "bus: " prefix unless a sink is set (payorchd routes them into its own
+// structured log). Process-wide; the sink is called from the bus threads.
+void SetLogSink(std::function<void(std::string_view line)> sink);
 
 struct Topology {
   std::string orders_exchange = "payorch.orders";  // topic, durable

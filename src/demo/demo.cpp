@@ -891,6 +891,8 @@ int main(int argc, char** argv) {
   if (!options) return exit_code;
   InstallSignals();
   g_color = ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr;
+  // The demo's own bus links are not news to the user: keep their lines out of the table.
+  bus::SetLogSink([](std::string_view) {});
   Demo demo(*options);
   try {
     return demo.Run();
