@@ -909,14 +909,9 @@ class Engine::Impl {
 
   // ---- status, metrics, checkpoints ------------------------------------------------
 
-  void LinkChanged(const char* link, const bus::LinkStatus& s) {
-    // Runs on the link's thread: only logs.
-    Log(s.connected ? Level::kInfo : Level::kWarn, "bus.link",
-        {{"link", link},
-         {"connected", s.connected ? "true" : "false"},
-         {"generation", std::to_string(s.generation)},
-         {"error", s.last_error}});
-  }
+  // The bus adapter logs its own connects and losses (bus::SetLogSink); readiness
+  // reads the links' status when asked. Nothing else to do here.
+  void LinkChanged(const char*, const bus::LinkStatus&) {}
 
   void Consumed(const char* kind, const char* result) {
     metrics_
