@@ -340,6 +340,29 @@ TEST(E2e, DrainTellsTheStoreThatQueuedCallsWereNeverSent) {
   EXPECT_TRUE(w.LedgerOk());
 }
 
+TEST(E2e, TheRateLimitTowardPayExHolds) {
+  // 20 requests per second at most; 20 instant approvals need 40 PayEx requests.
+  World w({"--time-scale", "1"}, {"engine.payex_rate_limit=20"});
+  for (int i = 0; i < 20; ++i) w.Publish(Purchase("o-rate-" + std::to_string(i), 100 + i, "+4799999986"));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(w.Expect("o-rate-" + std::to_string(i), {K::kAuthorized}));
+  // The simulator's clock (time scale 1): no second holds more than the rate plus
+  // the bucket's burst of one (and one for rounding at the window's edge).
+  std::string body = w.sim().Admin("GET", "/admin/requests").body;
+  std::vector<int64_t> at;
+  for (size_t pos = 0; (pos = body.find("\"atMs\":", pos)) != std::string::npos;) {
+    pos += 7;
+    at.push_back(std::stoll(body.substr(pos, 20)));
+  }
+  ASSERT_GE(at.size(), 40u) << body.substr(0, 300);
+  std::sort(at.begin(), at.end());
+  size_t most = 0;
+  for (size_t i = 0, j = 0; j < at.size(); ++j) {
+    while (at[j] - at[i] >= 1000) ++i;
+    most = std::max(most, j - i + 1);
+  }
+  EXPECT_LE(most, 22u) << "requests within one second";
+}
+
 TEST(E2e, SigtermDrainsAndExitsZero) {
   World w;
   w.Publish(Purchase("o-term", 1000));
