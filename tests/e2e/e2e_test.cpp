@@ -363,6 +363,35 @@ TEST(E2e, TheRateLimitTowardPayExHolds) {
   EXPECT_LE(most, 22u) << "requests within one second";
 }
 
+TEST(E2e, JsonLogsCarryTheOrderAndNeverASecretOrAFullMsisdn) {
+  World w({}, {"log.format=json", "log.level=debug"});
+  w.Publish(Purchase("o-logs", 1000, "+4791234567"));
+  ASSERT_TRUE(w.Expect("o-logs", {K::kAuthorized}));
+  w.Publish(Shipped("o-logs", "s1", 1000));
+  ASSERT_TRUE(w.Expect("o-logs", {K::kAuthorized, K::kCaptured}));
+  kit::HttpCall("127.0.0.1", w.daemon().http_port(), "POST",
+                "/callbacks/payex/o-logs?token=not-the-token", "{}");
+  ASSERT_EQ(w.daemon().Term(), 0);
+  std::ifstream log(w.daemon().log_path());
+  std::string line;
+  int lines = 0, payment_lines = 0;
+  while (std::getline(log, line)) {
+    ++lines;
+    EXPECT_TRUE(line.size() > 2 && line.front() == '{' && line.back() == '}') << line;
+    EXPECT_NE(line.find("\"event\":"), std::string::npos) << line;
+    EXPECT_EQ(line.find("payex-sim-token"), std::string::npos) << line;
+    EXPECT_EQ(line.find(kit::kCallbackSecret), std::string::npos) << line;
+    EXPECT_EQ(line.find("not-the-token"), std::string::npos) << line;
+    EXPECT_EQ(line.find("91234567"), std::string::npos) << line;
+    if (line.find("\"event\":\"payment.decided\"") != std::string::npos) {
+      ++payment_lines;
+      EXPECT_NE(line.find("\"order_id\":\"o-logs\""), std::string::npos) << line;
+    }
+  }
+  EXPECT_GT(lines, 10);
+  EXPECT_GE(payment_lines, 4);
+}
+
 TEST(E2e, SigtermDrainsAndExitsZero) {
   World w;
   w.Publish(Purchase("o-term", 1000));
