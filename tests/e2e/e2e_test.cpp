@@ -392,6 +392,20 @@ TEST(E2e, JsonLogsCarryTheOrderAndNeverASecretOrAFullMsisdn) {
   EXPECT_GE(payment_lines, 4);
 }
 
+TEST(E2e, ASecondPayorchdOnTheSameStoreRefusesToStart) {
+  World w;
+  kit::Daemon second(w.daemon().options());
+  EXPECT_THROW(second.Start(10s), std::runtime_error);
+  EXPECT_EQ(second.process().Wait(10s), 1);
+  EXPECT_NE(second.LogTail(5).find("another payorchd (pid " +
+                                   std::to_string(w.daemon().process().pid()) + ")"),
+            std::string::npos)
+      << second.LogTail(5);
+  // The first one is untouched.
+  w.Publish(Purchase("o-first", 1000));
+  ASSERT_TRUE(w.Expect("o-first", {K::kAuthorized}));
+}
+
 TEST(E2e, SigtermDrainsAndExitsZero) {
   World w;
   w.Publish(Purchase("o-term", 1000));
@@ -469,7 +483,9 @@ TEST(E2eKill, KilledThreeTimesMidRunEveryEventAnsweredOnceNothingPaidTwice) {
     }
     EXPECT_EQ(ev[0].event.kind, K::kAuthorized) << Describe(ev);
     EXPECT_EQ(end.captured, i % 3 == 0 ? 10000 + i : 4000) << Describe(ev);
-    if (i % 3 == 1) EXPECT_EQ(end.cancelled, 10000 + i - 4000) << Describe(ev);
+    if (i % 3 == 1) {
+      EXPECT_EQ(end.cancelled, 10000 + i - 4000) << Describe(ev);
+    }
   }
   EXPECT_TRUE(w.LedgerOk());
 }
