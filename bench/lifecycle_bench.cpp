@@ -6,7 +6,8 @@
 // from order event to outcome event per step, payorchd's CPU seconds and peak RSS,
 // and, measured in the same run, the raw broker ceiling (bus_bench --only raw)
 // divided by the four messages a lifecycle needs. Figures only; asserts nothing.
-//   lifecycle_bench [--orders N] [--window W] [--runs R] [--batch B] [--skip-raw]
+//   lifecycle_bench [--orders N] [--window W] [--runs R] [--batch B] [--commit-delay MS]
+//                   [--skip-raw]
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +36,7 @@ struct Options {
   int window = 200;
   int runs = 3;
   int batch = 256;
+  int commit_delay_ms = 0;
   bool raw = true;
 };
 
@@ -93,7 +95,8 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   d.bus = bus;
   d.payex_url = sim.url();
   d.log_level = "warn";
-  d.overrides = {"engine.max_batch=" + std::to_string(o.batch), "store.quick_check=false"};
+  d.overrides = {"engine.max_batch=" + std::to_string(o.batch), "store.quick_check=false",
+                 "engine.commit_delay=" + std::to_string(o.commit_delay_ms) + "ms"};
   kit::Daemon daemon(d);
   daemon.Start();
 
@@ -213,11 +216,12 @@ int main(int argc, char** argv) {
     else if (a == "--window") o.window = next();
     else if (a == "--runs") o.runs = next();
     else if (a == "--batch") o.batch = next();
+    else if (a == "--commit-delay") o.commit_delay_ms = next();
     else if (a == "--skip-raw") o.raw = false;
     else {
       std::fprintf(stderr,
                    "usage: lifecycle_bench [--orders N] [--window W] [--runs R] [--batch B] "
-                   "[--skip-raw]\n");
+                   "[--commit-delay MS] [--skip-raw]\n");
       return 2;
     }
   }
@@ -228,8 +232,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
-  std::printf("lifecycle_bench: %d orders per run, window %d, %d runs, engine.max_batch %d\n",
-              o.orders, o.window, o.runs, o.batch);
+  std::printf(
+      "lifecycle_bench: %d orders per run, window %d, %d runs, engine.max_batch %d, "
+      "engine.commit_delay %d ms\n",
+      o.orders, o.window, o.runs, o.batch, o.commit_delay_ms);
   std::vector<double> rates, cpu, rss, a50, a99, c50, c99;
   for (int run = 0; run < o.runs; ++run) {
     Run r;

@@ -52,6 +52,10 @@ struct AdminConfig {
 struct EngineConfig {
   std::size_t max_batch = 256;            // decisions per group commit
   std::size_t max_concurrent_calls = 64;  // PayEx calls in flight
+  // How long a group commit may wait for more decisions when the writer is idle:
+  // 0 commits at once (lowest latency); a few ms gives bigger batches and fewer
+  // WAL writes under sustained load (throughput), at that much latency per commit.
+  std::chrono::milliseconds commit_delay{0};
   double payex_rate_limit = 0;            // PayEx requests per second; 0: no limit
 };
 

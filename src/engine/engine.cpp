@@ -68,7 +68,8 @@ class Engine::Impl {
         rate_timer_(ex),
         relay_timer_(ex),
         mark_timer_(ex),
-        drain_timer_(ex) {
+        drain_timer_(ex),
+        gather_timer_(ex) {
     store::Options so = config.store.options;
     // Checkpoints run on a thread of their own (below), so a commit never pays for one.
     so.wal_autocheckpoint_pages = 0;
@@ -203,6 +204,7 @@ class Engine::Impl {
     relay_timer_.cancel();
     mark_timer_.cancel();
     drain_timer_.cancel();
+    gather_timer_.cancel();
     if (consumer_) consumer_->Stop();
     if (publisher_) publisher_->Stop();
     client_->Close();
@@ -340,6 +342,7 @@ class Engine::Impl {
     std::vector<Ack> acks;
     std::vector<domain::PayexCall> calls;
     bool events = false;
+    SteadyClock::time_point opened{};
   };
   template <typename T>
   struct Mailbox {
@@ -458,6 +461,7 @@ class Engine::Impl {
     out.events = d.events;
     batch_.events = batch_.events || !d.events.empty();
     for (auto& call : d.calls) batch_.calls.push_back(call);
+    if (batch_.commits.empty()) batch_.opened = SteadyClock::now();
     batch_.commits.push_back(std::move(c));
     uncommitted_[order_id] = last_job_ + 1;  // the job this batch will become
     if (found) {
@@ -491,6 +495,22 @@ class Engine::Impl {
     if (fatal_) return;
     if (batch_.commits.empty() && batch_.acks.empty() && sent_to_mark_.empty()) return;
     if (batches_in_flight_ > 0 && batch_.commits.size() < config_.engine.max_batch) return;
+    const auto gather = config_.engine.commit_delay;
+    if (gather.count() > 0 && !draining_ && batch_.commits.size() < config_.engine.max_batch &&
+        !batch_.commits.empty()) {
+      auto first = batch_.opened;
+      if (SteadyClock::now() - first < gather) {
+        if (!gather_timer_armed_) {
+          gather_timer_armed_ = true;
+          gather_timer_.expires_at(first + gather);
+          gather_timer_.async_wait([this](boost::system::error_code ec) {
+            gather_timer_armed_ = false;
+            if (!ec) Flush();
+          });
+        }
+        return;
+      }
+    }
     auto job = std::make_shared<WriterJob>();
     job->batch = std::move(batch_);
     batch_ = Batch{};
@@ -1046,6 +1066,8 @@ class Engine::Impl {
   std::string fatal_reason_;
   SteadyClock::time_point drain_deadline_;
   asio::steady_timer drain_timer_;
+  asio::steady_timer gather_timer_;
+  bool gather_timer_armed_ = false;
 
   std::thread checkpoint_thread_;
   std::mutex checkpoint_mu_;
