@@ -492,3 +492,71 @@ TEST(E2eKill, KilledThreeTimesMidRunEveryEventAnsweredOnceNothingPaidTwice) {
 
 }  // namespace
 }  // namespace payorch::e2e
+
+namespace payorch::e2e {
+namespace {
+
+struct CliRun {
+  int code = -1;
+  std::string out;
+};
+
+// payorchd as a process, for its command line and start-up errors.
+CliRun Payorchd(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  std::string log = (std::filesystem::temp_directory_path() / ("payorchd-cli-" + kit::RandomSuffix())).string();
+  std::vector<std::string> argv = {kit::FindBinary("payorchd"), "--config",
+                                   std::string(PAYORCH_SOURCE_DIR) + "/config/payorch.toml"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  kit::Process p = kit::Process::Start(argv, env, log);
+  CliRun r;
+  r.code = p.Wait(std::chrono::seconds(30)).value_or(-1);
+  std::ifstream f(log);
+  r.out.assign(std::istreambuf_iterator<char>(f), {});
+  std::filesystem::remove(log);
+  return r;
+}
+
+TEST(PayorchdCli, CheckConfigPrintsEverySettingWithSecretsMasked) {
+  CliRun r = Payorchd({"--check-config"}, kit::DaemonEnvironment());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("engine.commit_delay="), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("callback_secret=***"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(kit::kCallbackSecret), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("payex-sim-token"), std::string::npos) << r.out;
+}
+
+TEST(PayorchdCli, BadSettingsAndMissingSecretsExitTwoNamingThem) {
+  CliRun bad = Payorchd({"--set", "payments.first_poll=soon"}, kit::DaemonEnvironment());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("payments.first_poll"), std::string::npos) << bad.out;
+  CliRun unknown = Payorchd({"--set", "engine.max_batchez=3"}, kit::DaemonEnvironment());
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.out.find("max_batch"), std::string::npos) << unknown.out;
+  CliRun no_secret = Payorchd({}, {"PAYORCH_PAYEX_TOKEN=x", "PAYORCH_CALLBACK_SECRET="});
+  EXPECT_EQ(no_secret.code, 2);
+  EXPECT_NE(no_secret.out.find("PAYORCH_CALLBACK_SECRET"), std::string::npos) << no_secret.out;
+  CliRun usage = Payorchd({"--frobnicate"}, kit::DaemonEnvironment());
+  EXPECT_EQ(usage.code, 2);
+  EXPECT_NE(usage.out.find("--help"), std::string::npos) << usage.out;
+  CliRun help = Payorchd({"--help"}, {});
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("PAYORCH_CALLBACK_SECRET"), std::string::npos) << help.out;
+}
+
+TEST(PayorchdCli, AStoreThatCannotBeOpenedExitsOneSayingWhy) {
+  std::string dir = (std::filesystem::temp_directory_path() / ("payorchd-bad-" + kit::RandomSuffix())).string();
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream f(dir + "/payorch.db");
+    f << "this is not a database, it is a shopping list: milk, eggs, and a lot more text to fill a page";
+  }
+  CliRun r = Payorchd({"--set", "store.path=" + dir + "/payorch.db", "--set", "http.port=0",
+                    "--set", "admin.port=0", "--set", "bus.url=amqp://guest:guest@127.0.0.1:1/"},
+                   kit::DaemonEnvironment());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find(dir + "/payorch.db"), std::string::npos) << r.out;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace payorch::e2e
