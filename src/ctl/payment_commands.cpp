@@ -345,12 +345,13 @@ int PaymentList(Context& ctx, const Args& args) {
 
 // --- payment resolve / republish ----------------------------------------------------
 
-int PaymentResolve(Context& ctx, const Args& args) {
-  const std::string order = OneOrder(args);
+// POSTs /admin/payments/<order>/<action> to payorchd; the answer's body, or a
+// Failure that says what went wrong (not running, unknown order, anything else).
+json::value AskDaemon(Context& ctx, const std::string& order, const std::string& action) {
   AdminClient client = Client(ctx);
   HttpResponse r;
   try {
-    r = client.Request("POST", "/admin/payments/" + PathSegment(order) + "/resolve");
+    r = client.Request("POST", "/admin/payments/" + PathSegment(order) + "/" + action);
   } catch (const AdminError& e) {
     throw Failure(e.what());
   }
@@ -359,6 +360,12 @@ int PaymentResolve(Context& ctx, const Args& args) {
     throw Failure("payorchd has no payment for order " + order +
                   " (unknown_order): check the order id");
   if (r.status != 202 && r.status != 200) Unexpected(order, r);
+  return body;
+}
+
+int PaymentResolve(Context& ctx, const Args& args) {
+  const std::string order = OneOrder(args);
+  json::value body = AskDaemon(ctx, order, "resolve");
   if (ctx.Json()) {
     PrintJson(ctx.out(), body.is_null()
                              ? json::value(json::object{{"order_id", order}, {"accepted", true}})
@@ -374,18 +381,7 @@ int PaymentResolve(Context& ctx, const Args& args) {
 
 int PaymentRepublish(Context& ctx, const Args& args) {
   const std::string order = OneOrder(args);
-  AdminClient client = Client(ctx);
-  HttpResponse r;
-  try {
-    r = client.Request("POST", "/admin/payments/" + PathSegment(order) + "/republish");
-  } catch (const AdminError& e) {
-    throw Failure(e.what());
-  }
-  json::value body = ParseBody(r);
-  if (r.status == 404 && ErrorCode(body) == "unknown_order")
-    throw Failure("payorchd has no payment for order " + order +
-                  " (unknown_order): check the order id");
-  if (r.status != 200 && r.status != 202) Unexpected(order, r);
+  json::value body = AskDaemon(ctx, order, "republish");
   int64_t events = -1;
   if (body.is_object())
     if (const json::value* n = body.as_object().if_contains("events"); n && n->is_int64())
