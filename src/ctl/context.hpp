@@ -4,6 +4,8 @@
 // Failure (exit 1) and whatever the bus and store throw, caught by Main.
 #pragma once
 
+#include <functional>
+
 #include <map>
 #include <optional>
 #include <ostream>
@@ -72,7 +74,9 @@ class Context {
   bus::Admin ConnectBus(const std::string& purpose);
   // The store as payorchd has it (never created; no quick_check, since payorchd
   // may be writing: payorchctl is one more WAL reader). Throws Failure.
-  store::Store OpenStore();
+  // Read-only unless `write` (only a real replay records something): reading never
+  // migrates, locks or changes payorchd's file.
+  store::Store OpenStore(bool write = false);
   // The dead-letter queue's ready messages; throws Failure when it does not exist.
   uint32_t DeadLetterDepth(bus::Admin& admin);
 
@@ -90,8 +94,12 @@ std::chrono::milliseconds ParseDurationArg(const std::string& option, const std:
 size_t ParseCount(const std::string& option, const std::string& text);
 
 // Asks on a terminal; refuses (UsageError) when stdin is not one. False when the
-// operator says anything but y/yes.
-bool Confirm(Context& ctx, const std::string& question, const std::string& refusal);
+// operator says anything but y/yes. `keep_alive`, when given, is called while the
+// operator thinks (with how long it may wait at most), on the calling thread: a
+// command that holds messages passes HoldChannel::Pause, so the broker connection
+// answers heartbeats and is still there after a long look at the question.
+bool Confirm(Context& ctx, const std::string& question, const std::string& refusal,
+             const std::function<void(std::chrono::milliseconds)>& keep_alive = {});
 
 int DlqList(Context& ctx, const Args& args);
 int DlqShow(Context& ctx, const Args& args);

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <future>
 #include <cmath>
 #include <iostream>
 
@@ -389,11 +391,12 @@ bus::Admin Context::ConnectBus(const std::string& purpose) {
   }
 }
 
-store::Store Context::OpenStore() {
+store::Store Context::OpenStore(bool write) {
   const app::Config& c = Config();
   store::Options options = c.store.options;
   options.create_if_missing = false;
   options.quick_check = false;
+  options.read_only = !write;
   try {
     return store::Store::Open(c.store.path, options);
   } catch (const store::StoreError& e) {
@@ -432,11 +435,27 @@ double ParseRate(const std::string& text) {
 }
 
 std::chrono::milliseconds ParseDurationArg(const std::string& option, const std::string& text) {
+  // Longer than this is a typo (and `now - d` would overflow the clock).
+  constexpr int64_t kMaxDays = 100 * 366;
+  const std::string too_long =
+      option + " " + text + ": too long a duration (at most " + std::to_string(kMaxDays) + "d)";
   std::string t = text;
   // Days are not in payorchd's duration syntax, but operators ask for them.
-  if (t.size() > 1 && t.back() == 'd' && t.find_first_not_of("0123456789") == t.size() - 1)
-    return std::chrono::hours(24) * std::stoll(t.substr(0, t.size() - 1));
-  if (auto d = app::ParseDuration(t)) return *d;
+  if (t.size() > 1 && t.back() == 'd' && t.find_first_not_of("0123456789") == t.size() - 1) {
+    int64_t days = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size() - 1, days);
+    if (ec == std::errc::result_out_of_range || (ec == std::errc() && days > kMaxDays))
+      throw UsageError(too_long);
+    if (ec == std::errc() && end == t.data() + t.size() - 1) return std::chrono::hours(24) * days;
+  }
+  if (auto d = app::ParseDuration(t)) {
+    if (*d > std::chrono::hours(24) * kMaxDays) throw UsageError(too_long);
+    return *d;
+  }
+  // ParseDuration refuses a number that overflows: say so rather than "expected".
+  if (!t.empty() && t.find_first_not_of("0123456789smh") == std::string::npos &&
+      t.find_first_of("0123456789") == 0 && t.find_first_of("smh") != std::string::npos)
+    throw UsageError(too_long);
   throw UsageError(option + " " + text + ": expected a duration such as 90s, 30m, 2h or 1d");
 }
 
@@ -450,11 +469,26 @@ size_t ParseCount(const std::string& option, const std::string& text) {
   throw UsageError(option + " " + text + ": expected a positive number");
 }
 
-bool Confirm(Context& ctx, const std::string& question, const std::string& refusal) {
+bool Confirm(Context& ctx, const std::string& question, const std::string& refusal,
+             const std::function<void(std::chrono::milliseconds)>& keep_alive) {
   if (!ctx.io().stdin_is_tty || !ctx.io().in) throw UsageError(refusal);
   ctx.err() << question << " [y/N] " << std::flush;
   std::string answer;
-  if (!std::getline(*ctx.io().in, answer)) return false;
+  bool got = false;
+  if (keep_alive) {
+    // The answer is read on a thread of its own; this thread keeps the broker
+    // connection alive meanwhile (the connection is this thread's only).
+    std::istream* in = ctx.io().in;
+    auto reading = std::async(std::launch::async, [in, &answer] {
+      return static_cast<bool>(std::getline(*in, answer));
+    });
+    while (reading.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready)
+      keep_alive(std::chrono::milliseconds(200));
+    got = reading.get();
+  } else {
+    got = static_cast<bool>(std::getline(*ctx.io().in, answer));
+  }
+  if (!got) return false;
   while (!answer.empty() && (answer.back() == ' ' || answer.back() == '\r')) answer.pop_back();
   return answer == "y" || answer == "Y" || answer == "yes" || answer == "YES";
 }

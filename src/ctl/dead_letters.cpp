@@ -1,6 +1,7 @@
 #include "ctl/dead_letters.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 
 #include "ctl/output.hpp"
@@ -220,6 +221,9 @@ bus::Message ReplayMessage(const DeadLetter& d, const std::string& who,
   m.routing_key = d.routing_key;
   m.body = d.message.body;
   m.properties = d.message.properties;
+  // The broker refuses (channel close 406) a publish whose user_id is not the
+  // connection's user: it names who published the original, not the replayer.
+  m.properties.user_id.reset();
   for (auto it = m.properties.headers.begin(); it != m.properties.headers.end();) {
     if (IsDeadLetterHeader(it->first)) {
       it = m.properties.headers.erase(it);
@@ -239,34 +243,64 @@ const char* VerdictName(Verdict v) {
     case Verdict::kValid: return "valid";
     case Verdict::kRejected: return "rejected";
     case Verdict::kMalformed: return "malformed";
+    case Verdict::kDuplicate: return "duplicate";
   }
   return "?";
 }
 
 DryRun Classify(const DeadLetter& d, store::Store& store, const domain::Policy& policy,
-                domain::Time now) {
+                domain::Time now, Simulation* simulation) {
   if (!d.event) {
     const codec::DecodeError& e = *d.decode_error;
     return {Verdict::kMalformed, "still malformed: " + e.code + ": " + MaskDigits(e.detail) +
                                      "; replaying would dead-letter it again"};
   }
   const domain::OrderEvent& event = *d.event;
+  if (simulation) {
+    if (auto it = simulation->inbox.find(event.event_id); it != simulation->inbox.end())
+      return {Verdict::kProcessed, "already processed by an earlier message of this run (" +
+                                       it->second + "): will be ignored"};
+  }
   if (store.HasEvent(event.event_id))
     return {Verdict::kProcessed,
             "already processed (inbox has " + event.event_id + "): will be ignored"};
   domain::Payment payment;
-  if (auto stored = store.LoadPayment(event.order_id)) {
+  const domain::Payment* simulated = nullptr;
+  if (simulation)
+    if (auto it = simulation->payments.find(event.order_id); it != simulation->payments.end())
+      simulated = &it->second;
+  if (simulated) {
+    payment = *simulated;
+  } else if (auto stored = store.LoadPayment(event.order_id)) {
     payment = std::move(*stored);
   } else {
     payment.order_id = event.order_id;
   }
   const domain::Decision decision = domain::Decide(policy, payment, event, now);
+  if (simulation && decision.accepted_event) {
+    simulation->payments[event.order_id] = decision.next;
+    simulation->inbox[event.event_id] = d.id;
+  }
   for (const auto& ev : decision.events) {
     if (ev.kind == domain::EventKind::kRejected && ev.caused_by_event_id == event.event_id)
       return {Verdict::kRejected,
               "would now be rejected: " + ev.failure.code + " " + ev.failure.message};
   }
   return {Verdict::kValid, "valid: would be applied: " + Summarize(event, decision)};
+}
+
+bool IsKnownErrorCode(const std::string& text) {
+  std::string t;
+  for (char c : text)
+    if (c != ' ' && c != '\t') t.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  static const char* const kCodes[] = {
+      codec::kUnsupportedContentType, codec::kMalformedBody, codec::kMissingEventId,
+      codec::kMissingOrderId, codec::kMissingKind,
+      // x-death reasons, and what Describe says when there is neither.
+      "delivery_limit", "rejected", "expired", "maxlen", "unknown"};
+  for (const char* code : kCodes)
+    if (t == code) return true;
+  return false;
 }
 
 }  // namespace payorch::ctl

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <chrono>
+#include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,7 +72,8 @@ struct Filter {
 };
 
 // The message a replay publishes: the original exchange and routing key, the body,
-// content type, message_id and other properties as they were; the x-payorch-*,
+// content type, message_id and other properties as they were (but user_id, which
+// the broker checks against the publishing connection's user); the x-payorch-*,
 // x-death, x-first-death-*, x-last-death-* and x-delivery-count headers dropped;
 // x-payorch-replayed-by and x-payorch-replay-id added. Mandatory: a message no
 // queue takes comes back instead of vanishing.
@@ -83,17 +86,33 @@ enum class Verdict {
   kValid,      // Decide accepts it
   kRejected,   // Decide answers it with a `rejected` event
   kMalformed,  // it still does not decode: it would be dead-lettered again
+  kDuplicate,  // another copy of a message (same id) earlier in the run: acked with it
 };
-const char* VerdictName(Verdict verdict);  // "processed", "valid", "rejected", "malformed"
+// "processed", "valid", "rejected", "malformed", "duplicate"
+const char* VerdictName(Verdict verdict);
 
 struct DryRun {
   Verdict verdict = Verdict::kValid;
   std::string what;  // one line for the operator
 };
 
+// A dry run replays the selection in queue order in memory: every event Decide
+// consumes (Decision::accepted_event) updates a running copy of its payment and
+// goes into a simulated inbox, so a PayerMsisdnProvided behind its
+// PurchaseRequested is valid, and a second message with one event_id is ignored.
+struct Simulation {
+  std::map<std::string, domain::Payment> payments;  // by order id, as this run left them
+  std::map<std::string, std::string> inbox;         // event id -> the message id that applied it
+};
+
 // Runs the pure domain::Decide on a copy of the payment (or an empty one); changes
-// nothing. Reads the inbox and the payment from `store`.
+// nothing in the store. Reads the inbox and the payment from `store`, and from
+// `simulation` first when given (which it then updates).
 DryRun Classify(const DeadLetter& letter, store::Store& store, const domain::Policy& policy,
-                domain::Time now);
+                domain::Time now, Simulation* simulation = nullptr);
+
+// Codes the consumer writes in x-payorch-error and reasons the broker writes in
+// x-death: what `--error` selects by. `dlq replay --reason` refuses them (it is why).
+bool IsKnownErrorCode(const std::string& text);
 
 }  // namespace payorch::ctl

@@ -8,8 +8,10 @@
 #include <boost/json/serialize.hpp>
 #include <cstdio>
 #include <iomanip>
+#include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "codec/codec.hpp"
 #include "ctl/context.hpp"
@@ -427,10 +429,72 @@ void PrintDryRun(Context& ctx, const std::vector<std::pair<DeadLetter, DryRun>>&
     t.Add({d.id, d.event_id.empty() ? "-" : d.event_id, d.order_id.empty() ? "-" : d.order_id,
            VerdictName(r.verdict), r.what});
   if (!results.empty()) t.Print(ctx.out());
-  ctx.out() << "dry run: nothing was published, acked or recorded; " << results.size()
+  const size_t copies = counts[Verdict::kDuplicate];
+  ctx.out() << "dry run: nothing was published, acked or recorded; " << results.size() - copies
             << " would be replayed: " << counts[Verdict::kValid] << " valid, "
             << counts[Verdict::kProcessed] << " already processed, " << counts[Verdict::kRejected]
-            << " would be rejected, " << counts[Verdict::kMalformed] << " still malformed\n";
+            << " would be rejected, " << counts[Verdict::kMalformed] << " still malformed";
+  if (copies > 0) ctx.out() << "; " << Plural(copies, "duplicate copy") << " acked with them";
+  ctx.out() << "\n";
+}
+
+}  // namespace
+
+namespace {
+
+// What replay and purge act on: the matching messages, held on `hold` (taken in one
+// pass, before the operator is asked), so that only these, and none that arrives
+// later, are published or acked. Copies of one message (same id) are grouped:
+// `unique` has the first copy of each id in queue order, `copies` the delivery tags
+// of every copy (the first included).
+struct Selection {
+  std::vector<DeadLetter> unique;
+  std::map<std::string, std::vector<uint64_t>> copies;  // id -> every copy's delivery tag
+  size_t held = 0;      // messages taken, matching or not
+  size_t matching = 0;  // copies included
+
+  size_t Duplicates() const { return matching - unique.size(); }
+};
+
+// Takes the whole queue on `hold` and keeps what `filter` matches. Throws Failure
+// (after closing `hold`) when an id given is not there: a typo acts on nothing.
+Selection Select(bus::HoldChannel& hold, const std::string& queue, const bus::Topology& topology,
+                 const Filter& filter, domain::Time now, const std::string& nothing_done) {
+  Selection s;
+  std::set<std::string> found;
+  s.held = Scan(hold, queue, topology, [&](DeadLetter d) {
+    if (!filter.Matches(d, now)) return true;  // stays held: the next Get moves on
+    found.insert(d.id);
+    ++s.matching;
+    auto& tags = s.copies[d.id];
+    tags.push_back(d.message.delivery_tag);
+    if (tags.size() == 1) s.unique.push_back(std::move(d));
+    return true;
+  });
+  if (std::string missing = MissingIds(filter, found); !missing.empty()) {
+    hold.Close();
+    throw Failure("not in " + queue + ": " + missing + "; " + nothing_done +
+                  " ('payorchctl dlq list' shows the IDs; a message held by a running replay "
+                  "or listing is not seen)");
+  }
+  return s;
+}
+
+std::string CopiesNote(const Selection& s) {
+  if (s.Duplicates() == 0) return "";
+  return " (and " + Plural(s.Duplicates(), "duplicate copy") + " of them)";
+}
+
+// Asks while the messages stay held, keeping the broker connection alive.
+bool ConfirmHolding(Context& ctx, bus::HoldChannel& hold, const std::string& question,
+                    const std::string& refusal) {
+  return Confirm(ctx, question, refusal, [&hold](std::chrono::milliseconds d) {
+    if (hold.IsOpen()) {
+      hold.Pause(d);
+    } else {
+      std::this_thread::sleep_for(d);
+    }
+  });
 }
 
 }  // namespace
@@ -444,6 +508,11 @@ int DlqReplay(Context& ctx, const Args& args) {
     throw UsageError(
         "--reason TEXT is required: say why you replay (it is kept in the replay "
         "record); or try --dry-run first");
+  // list and purge take --reason CODE as a filter: the same words here would
+  // silently replay more than the operator meant.
+  if (!reason.empty() && IsKnownErrorCode(reason))
+    throw UsageError("--reason is why you replay (free text); to select by error code use --error " +
+                     reason);
   std::optional<double> rate;
   if (auto r = args.Get("--rate")) rate = ParseRate(*r);
   std::string who = args.Get("--who").value_or("");
@@ -456,69 +525,49 @@ int DlqReplay(Context& ctx, const Args& args) {
   store::Store store = ctx.OpenStore();
   bus::Admin admin = ctx.ConnectBus(dry_run ? "dlq replay --dry-run" : "dlq replay");
   const uint32_t depth = ctx.DeadLetterDepth(admin);
+  (void)depth;
   const domain::Time started = ctx.Now();
 
+  // Everything that matches is taken and held first: the prompt counts exactly
+  // these, and the replay publishes and acks exactly these, on this channel.
+  bus::HoldChannel hold = admin.OpenHold();
+  Selection sel =
+      Select(hold, queue, topology, filter, started, dry_run ? "nothing to show" : "nothing was replayed");
+
   if (dry_run) {
+    // In queue order, as the replay would publish them and payorchd take them.
     std::vector<std::pair<DeadLetter, DryRun>> results;
-    std::set<std::string> found;
-    bus::HoldChannel hold = admin.OpenHold();
-    Scan(hold, queue, topology, [&](DeadLetter d) {
-      if (!filter.Matches(d, started)) return true;
-      found.insert(d.id);
-      DryRun r = Classify(d, store, config.payments, started);
-      results.emplace_back(std::move(d), std::move(r));
-      return true;
-    });
+    Simulation simulation;
+    std::map<std::string, size_t> copy_seen;
+    for (const auto& d : sel.unique) {
+      results.emplace_back(d, Classify(d, store, config.payments, started, &simulation));
+      const size_t n = sel.copies[d.id].size();
+      for (size_t k = 2; k <= n; ++k)
+        results.emplace_back(
+            d, DryRun{Verdict::kDuplicate, "copy " + std::to_string(k) + " of " +
+                                               std::to_string(n) + " of " + d.id +
+                                               ": not published again; acked with the first"});
+    }
     hold.Close();  // everything goes back, in its order
-    if (std::string missing = MissingIds(filter, found); !missing.empty())
-      throw Failure("not in " + queue + ": " + missing +
-                    " ('payorchctl dlq list' shows the IDs; a message held by a running replay is "
-                    "not seen)");
     PrintDryRun(ctx, results, queue);
     return kExitOk;
   }
 
   if (!args.Has("--yes")) {
-    size_t matching = 0;
-    {
-      bus::HoldChannel peek = admin.OpenHold();
-      Scan(peek, queue, topology, [&](const DeadLetter& d) {
-        matching += filter.Matches(d, started) ? 1 : 0;
-        return true;
-      });
-      peek.Close();
-    }
-    if (!Confirm(ctx,
-                 "Replay " + Plural(matching, "message") + " (" + filter.Describe() + ") of " +
-                     queue + " to their original exchanges, recorded as " + who + "?",
-                 "refusing to replay without confirmation: stdin is not a terminal; add --yes "
-                 "(try --dry-run first)")) {
+    if (!ConfirmHolding(ctx, hold,
+                        "Replay " + Plural(sel.unique.size(), "message") + CopiesNote(sel) +
+                            " (" + filter.Describe() + ") of " + queue +
+                            " to their original exchanges, recorded as " + who + "?",
+                        "refusing to replay without confirmation: stdin is not a terminal; add "
+                        "--yes (try --dry-run first)")) {
+      hold.Close();
       ctx.err() << "nothing replayed\n";
       return kExitFailure;
     }
   }
 
   ReplayState s;
-  bus::HoldChannel hold = admin.OpenHold();
-  std::vector<DeadLetter> selected;
-  if (!filter.ids.empty()) {
-    // IDs: find them all first (held), so that a typo replays nothing.
-    std::set<std::string> found;
-    s.examined = Scan(hold, queue, topology, [&](DeadLetter d) {
-      if (filter.Matches(d, started)) {
-        found.insert(d.id);
-        selected.push_back(std::move(d));
-      }
-      return true;
-    });
-    if (std::string missing = MissingIds(filter, found); !missing.empty()) {
-      hold.Close();
-      throw Failure("not in " + queue + ": " + missing +
-                    "; nothing was replayed ('payorchctl dlq list' shows the IDs; a message "
-                    "held by another running replay is not seen)");
-    }
-  }
-
+  s.examined = 0;
   store::ReplayRecord record;
   record.who = who;
   record.started_at = started;
@@ -530,9 +579,10 @@ int DlqReplay(Context& ctx, const Args& args) {
   s.replay_id = record.id;
   s.replay_tag = std::to_string(record.id);
 
-  Progress progress(ctx, depth);
+  Progress progress(ctx, static_cast<uint32_t>(sel.unique.size()));
   const auto rate_start = Clock::now();
   size_t published = 0;
+  size_t copies_acked = 0;
   auto replay_one = [&](const DeadLetter& d) -> bool {
     if (rate) {
       const auto due = rate_start + std::chrono::duration_cast<Clock::duration>(
@@ -542,6 +592,10 @@ int DlqReplay(Context& ctx, const Args& args) {
     }
     if (!PublishOne(ctx, hold, d, who, s)) return false;
     ++published;
+    // One publish stands for every copy: all are acked with it.
+    const auto& tags = sel.copies[d.id];
+    for (size_t k = 1; k < tags.size(); ++k) s.batch_tags.push_back(tags[k]);
+    copies_acked += tags.size() - 1;
     if (s.batch.size() >= kBatch || Clock::now() - s.batch_started > std::chrono::seconds(1))
       Flush(store, hold, s);
     progress.Update(s.replayed + s.batch.size(), s.examined);
@@ -549,29 +603,25 @@ int DlqReplay(Context& ctx, const Args& args) {
   };
 
   std::string error;
+  size_t copies_unacked = 0;
   try {
-    if (!filter.ids.empty()) {
-      for (const auto& d : selected)
-        if (!replay_one(d)) break;
-    } else {
-      while (s.failure.empty()) {
-        auto m = hold.Get(queue);
-        if (!m) break;
-        ++s.examined;
-        DeadLetter d = Describe(std::move(*m), topology);
-        // One that this replay sent and that came back dead-lettered again stays
-        // held: replaying it once more in the same run would loop.
-        if (!filter.Matches(d, started) || d.replay_id == s.replay_tag) continue;
-        if (!replay_one(d)) break;
-      }
+    for (const auto& d : sel.unique) {
+      ++s.examined;
+      // A copy that an earlier run of this replay sent back (cannot happen: the
+      // selection was taken before this replay started), kept as a safeguard.
+      if (d.replay_id == s.replay_tag) continue;
+      if (!replay_one(d)) break;
     }
     Flush(store, hold, s);
     hold.Close();
   } catch (const std::exception& e) {
     error = e.what();
+    copies_unacked = s.batch_tags.size() - s.batch.size();
     // Published and confirmed, so replayed, though not acked: the record says so.
     if (!s.batch.empty()) (void)store.AddReplayedMessages(s.replay_id, s.batch);
   }
+  if (copies_unacked > copies_acked) copies_unacked = copies_acked;
+  copies_acked -= copies_unacked;
   progress.Finish(s.replayed, s.examined);
 
   std::optional<uint32_t> remaining;
@@ -616,6 +666,7 @@ int DlqReplay(Context& ctx, const Args& args) {
     o["reason"] = reason;
     o["filter"] = filter.Describe();
     o["replayed"] = s.replayed;
+    o["duplicate_copies_acked"] = copies_acked;
     o["outcome"] = outcome;
     o["detail"] = detail;
     o["remaining"] = remaining ? json::value(*remaining) : json::value(nullptr);
@@ -625,6 +676,9 @@ int DlqReplay(Context& ctx, const Args& args) {
     ctx.out() << "replay " << s.replay_id << ": " << Plural(s.replayed, "message")
               << " replayed from " << queue << " (" << filter.Describe() << ") by " << who << ", "
               << outcome << "\n";
+    if (copies_acked > 0)
+      ctx.out() << Plural(copies_acked, "duplicate copy") << " (same id as one replayed) "
+                << (copies_acked == 1 ? "was" : "were") << " acked, not published again\n";
     if (!detail.empty()) ctx.out() << detail << "\n";
     ctx.out() << "the record: payorchctl dlq replays " << s.replay_id << "\n";
   }
@@ -643,61 +697,34 @@ int DlqPurge(Context& ctx, const Args& args) {
   const auto& topology = ctx.Config().bus.topology;
   const std::string& queue = topology.dead_letter_queue;
   bus::Admin admin = ctx.ConnectBus("dlq purge");
-  const uint32_t depth = ctx.DeadLetterDepth(admin);
   const domain::Time now = ctx.Now();
 
+  // Taken and held first (--all too, never queue.purge): the prompt counts exactly
+  // these, and exactly these are acked, on this channel; what arrives meanwhile stays.
+  bus::HoldChannel hold = admin.OpenHold();
+  Selection sel = Select(hold, queue, topology, filter, now, "nothing was purged");
   if (!args.Has("--yes")) {
-    size_t matching = depth;
-    if (!filter.all) {
-      matching = 0;
-      bus::HoldChannel peek = admin.OpenHold();
-      Scan(peek, queue, topology, [&](const DeadLetter& d) {
-        matching += filter.Matches(d, now) ? 1 : 0;
-        return true;
-      });
-      peek.Close();
-    }
-    if (!Confirm(ctx,
-                 "Delete " + Plural(matching, "message") + " (" + filter.Describe() + ") from " +
-                     queue + " for good?",
-                 "refusing to purge without confirmation: stdin is not a terminal; add --yes")) {
+    if (!ConfirmHolding(ctx, hold,
+                        "Delete " + Plural(sel.matching, "message") + " (" + filter.Describe() +
+                            ") from " + queue + " for good?",
+                        "refusing to purge without confirmation: stdin is not a terminal; add "
+                        "--yes")) {
+      hold.Close();
       ctx.err() << "nothing purged\n";
       return kExitFailure;
     }
   }
-
   size_t purged = 0;
   std::vector<std::string> ids;
-  if (filter.all) {
-    purged = admin.Purge(queue);
-  } else {
-    bus::HoldChannel hold = admin.OpenHold();
-    std::vector<DeadLetter> selected;
-    std::set<std::string> found;
-    Scan(hold, queue, topology, [&](DeadLetter d) {
-      if (!filter.Matches(d, now)) return true;
-      found.insert(d.id);
-      if (filter.ids.empty()) {
-        hold.Ack(d.message.delivery_tag);  // filters: as found
-        ++purged;
-        ids.push_back(d.id);
-      } else {
-        selected.push_back(std::move(d));  // IDs: only once all are found
-      }
-      return true;
-    });
-    if (std::string missing = MissingIds(filter, found); !missing.empty()) {
-      hold.Close();
-      throw Failure("not in " + queue + ": " + missing +
-                    "; nothing was purged ('payorchctl dlq list' shows the IDs)");
-    }
-    for (const auto& d : selected) {
-      hold.Ack(d.message.delivery_tag);
+  for (const auto& d : sel.unique) {
+    for (uint64_t tag : sel.copies[d.id]) {
+      hold.Ack(tag);
       ++purged;
       ids.push_back(d.id);
     }
-    hold.Close();
   }
+  // close-ok comes after the broker handled every ack before it.
+  hold.Close();
 
   if (ctx.Json()) {
     json::object o;

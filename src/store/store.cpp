@@ -20,6 +20,7 @@ const char* ErrorCodeName(ErrorCode code) {
     case ErrorCode::kCorrupt: return "corrupt";
     case ErrorCode::kForeign: return "foreign";
     case ErrorCode::kTooNew: return "too_new";
+    case ErrorCode::kTooOld: return "too_old";
     case ErrorCode::kMissing: return "missing";
     case ErrorCode::kUnwritable: return "unwritable";
     case ErrorCode::kLocked: return "locked";
@@ -613,9 +614,11 @@ void CheckPath(const std::string& path, const Options& options) {
   if (stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode))
       ThrowPlain(path, ErrorCode::kUnwritable, "is a directory; the store path must name a file");
-    if (access(path.c_str(), R_OK | W_OK) != 0)
+    if (access(path.c_str(), options.read_only ? R_OK : R_OK | W_OK) != 0)
       Throw(path, ErrorCode::kUnwritable,
-            std::string("the file is not readable and writable: ") + std::strerror(errno));
+            std::string(options.read_only ? "the file is not readable: "
+                                           : "the file is not readable and writable: ") +
+                std::strerror(errno));
   } else {
     const int err = errno;
     if (err == ENOTDIR)
@@ -628,7 +631,7 @@ void CheckPath(const std::string& path, const Options& options) {
       ThrowPlain(path, ErrorCode::kUnwritable,
                  "directory " + dir.string() + " does not exist (" + std::strerror(errno) +
                      "): create it, or fix the configured path");
-    if (!options.create_if_missing)
+    if (!options.create_if_missing || options.read_only)
       ThrowPlain(path, ErrorCode::kMissing,
                  "the file does not exist and create_if_missing is off: check the configured path "
                  "(the store is never recreated implicitly)");
@@ -643,7 +646,7 @@ void CheckPath(const std::string& path, const Options& options) {
               "-wal but not the database file itself: the file was removed or "
               "moved; put it back, or remove the -wal and -shm files to start an empty store");
   }
-  if (access(dir.c_str(), W_OK | X_OK) != 0)
+  if (!options.read_only && access(dir.c_str(), W_OK | X_OK) != 0)
     Throw(path, ErrorCode::kUnwritable,
           "directory " + dir.string() + " is not writable (" + std::strerror(errno) + ")");
 }
@@ -656,8 +659,9 @@ Store Store::Open(const std::string& path, const Options& options) {
   impl->path = path;
   impl->options = options;
 
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-  if (options.create_if_missing) flags |= SQLITE_OPEN_CREATE;
+  int flags = (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+              SQLITE_OPEN_NOMUTEX;
+  if (options.create_if_missing && !options.read_only) flags |= SQLITE_OPEN_CREATE;
   int rc = sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr);
   if (rc != SQLITE_OK) impl->Fail(rc, "cannot open");
   sqlite3_extended_result_codes(impl->db, 1);
@@ -701,6 +705,23 @@ Store Store::Open(const std::string& path, const Options& options) {
               std::to_string(kSchemaVersion) +
               "): it was written by a newer payorch; run that version, or restore a backup made "
               "for this one (payorch never downgrades a store)");
+
+  if (options.read_only) {
+    if (version < kSchemaVersion)
+      Throw(path, ErrorCode::kTooOld,
+            "schema version " + std::to_string(version) + " is older than this payorch's (" +
+                std::to_string(kSchemaVersion) +
+                "): start the payorchd of this version once (it migrates the store), then "
+                "read it; a read-only open changes nothing");
+    impl->Exec("PRAGMA foreign_keys = ON", "setting foreign_keys=ON");
+    impl->Exec("PRAGMA temp_store = MEMORY", "setting temp_store");
+    impl->Exec(("PRAGMA cache_size = -" + std::to_string(options.cache_kib)).c_str(),
+               "setting cache_size");
+    impl->stmts.reserve(kStmtCount);
+    for (const char* sql : kSql)
+      impl->stmts.push_back(std::make_unique<Stmt>(impl->db, path, sql));
+    return Store(std::move(impl));
+  }
 
   // WAL: readers do not block the writer, and one commit is one append + fsync.
   const auto mode = impl->QueryTexts("PRAGMA journal_mode = WAL", "setting journal_mode=WAL");

@@ -27,6 +27,7 @@ enum class ErrorCode {
   kCorrupt,     // not a database, malformed, failed quick_check, a body that does not decode
   kForeign,     // an SQLite file that is not a payorch store
   kTooNew,      // schema written by a newer payorch than this one
+  kTooOld,      // read_only: schema older than this build (its payorchd migrates it)
   kMissing,     // the file does not exist and Options::create_if_missing is off
   kUnwritable,  // the file, its directory or its -wal/-shm cannot be created or written
   kLocked,      // another connection held the lock longer than busy_timeout
@@ -47,6 +48,11 @@ class StoreError : public std::runtime_error {
 };
 
 struct Options {
+  // Opens the file read-only (SQLITE_OPEN_READONLY): no migration, no lock probe,
+  // nothing written, not even to a file that needs a migration (kTooOld). For
+  // operators' reads next to a running payorchd (payorchctl list/show/--dry-run).
+  // Writes return a failed WriteResult.
+  bool read_only = false;
   // Off for a daemon that must find its existing state: a missing file is then an error.
   bool create_if_missing = true;
   // How long a statement waits for another connection's lock before kLocked.

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -592,6 +593,71 @@ TEST_F(StoreTest, AnUnwritableDirectoryIsAClearError) {
   EXPECT_THAT(report, HasSubstr(path));
   EXPECT_THAT(report, HasSubstr("not writable"));
   EXPECT_NE(access(path.c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace payorch::store
+
+namespace payorch::store {
+namespace {
+
+std::string Bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+
+TEST_F(StoreTest, AReadOnlyOpenReadsWhatIsCommittedAndWritesNothing) {
+  Store writer = Store::Open(Path());
+  ASSERT_TRUE(writer.CommitOne(MakeCommit("order-1", 1, std::nullopt)));
+  ASSERT_TRUE(writer.Checkpoint());
+  const std::string db_before = Bytes(Path());
+  const std::string wal_before = Bytes(Path() + "-wal");
+
+  Options ro;
+  ro.read_only = true;
+  ro.quick_check = false;
+  Store reader = Store::Open(Path(), ro);
+  ASSERT_TRUE(reader.LoadPayment("order-1").has_value());
+  EXPECT_EQ(reader.History("order-1").size(), 1u);
+  // A write is refused, and nothing reached the files.
+  WriteResult w = reader.CommitOne(MakeCommit("order-2", 1, std::nullopt));
+  EXPECT_FALSE(w.ok);
+  EXPECT_FALSE(reader.LoadPayment("order-2").has_value());
+  EXPECT_EQ(Bytes(Path()), db_before);
+  EXPECT_EQ(Bytes(Path() + "-wal"), wal_before);
+
+  // It sees what the writer commits afterwards (a WAL reader next to payorchd).
+  ASSERT_TRUE(writer.CommitOne(MakeCommit("order-3", 1, std::nullopt)));
+  EXPECT_TRUE(reader.LoadPayment("order-3").has_value());
+}
+
+TEST_F(StoreTest, AReadOnlyOpenNeverCreatesOrMigrates) {
+  Options ro;
+  ro.read_only = true;
+  try {
+    Store::Open(Path(), ro);
+    FAIL() << "opened a store that does not exist";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kMissing) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(Path()));
+  // A store of an older schema: read-only does not migrate it.
+  {
+    Store::Open(Path());
+  }
+  {
+    RawDb raw(Path());
+    raw.Exec("PRAGMA user_version = 1");
+  }
+  const std::string before = Bytes(Path());
+  try {
+    Store::Open(Path(), ro);
+    FAIL() << "opened an older schema read-only";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kTooOld) << e.what();
+    EXPECT_NE(std::string(e.what()).find("start the payorchd"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(Bytes(Path()), before);
 }
 
 }  // namespace
