@@ -19,6 +19,12 @@ using Clock = std::chrono::steady_clock;
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
   ~Fd() {
     if (fd_ >= 0) close(fd_);
   }
@@ -65,6 +71,63 @@ std::string Dechunk(std::string_view raw) {
 
 }  // namespace
 
+int ConnectAny(const addrinfo* found, const std::string& where,
+               std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout) {
+  // Every address in turn: "localhost" may resolve to ::1 first while payorchd
+  // listens on 127.0.0.1 only. Each gets a share of the time left, so one that drops
+  // packets leaves time for the next.
+  size_t count = 0;
+  for (const addrinfo* a = found; a; a = a->ai_next) ++count;
+  std::optional<Fd> connected;
+  bool refused = false;
+  bool timed_out = false;
+  std::string other_error;
+  size_t index = 0;
+  for (const addrinfo* a = found; a && !connected; a = a->ai_next, ++index) {
+    Fd fd(socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (fd.get() < 0) {
+      if (errno != EAFNOSUPPORT) other_error = std::string("socket: ") + std::strerror(errno);
+      continue;
+    }
+    int err = 0;
+    if (connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
+      err = errno;
+      if (err == EINPROGRESS) {
+        const auto share = Clock::now() + (deadline - Clock::now()) / static_cast<int>(count - index);
+        pollfd p{fd.get(), POLLOUT, 0};
+        if (poll(&p, 1, MillisLeft(share)) <= 0) {
+          timed_out = true;
+          continue;
+        }
+        err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      }
+    }
+    if (err == 0) {
+      connected.emplace(std::move(fd));
+    } else if (err == ECONNREFUSED) {
+      refused = true;
+    } else if (err != EADDRNOTAVAIL && err != ENETUNREACH && err != EAFNOSUPPORT) {
+      other_error = "cannot connect to payorchd at " + where + ": " + std::strerror(err);
+    }
+  }
+  if (!connected) {
+    const std::string not_running = "payorchd is not running (nothing listens on " + where +
+                                    "): start it, or check admin.port";
+    if (refused) throw AdminUnreachable(not_running);
+    if (timed_out)
+      throw AdminUnreachable("payorchd did not accept a connection on " + where + " within " +
+                             std::to_string(timeout.count()) +
+                             " ms: check admin.listen_address and admin.port, and whether a "
+                             "firewall drops the connection");
+    throw AdminUnreachable(other_error.empty() ? "cannot connect to payorchd at " + where +
+                                                     ": no usable address"
+                                               : other_error);
+  }
+  return connected->Release();
+}
+
 AdminClient::AdminClient(std::string host, uint16_t port, std::chrono::milliseconds timeout)
     : host_(std::move(host)), port_(port), timeout_(timeout) {
   if (host_.empty() || host_ == "0.0.0.0") host_ = "127.0.0.1";
@@ -79,8 +142,6 @@ std::string AdminClient::Where() const {
 HttpResponse AdminClient::Request(std::string_view method, std::string_view target) const {
   const auto deadline = Clock::now() + timeout_;
   const std::string where = Where();
-  const std::string not_running =
-      "payorchd is not running (nothing listens on " + where + "): start it, or check admin.port";
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -92,26 +153,8 @@ HttpResponse AdminClient::Request(std::string_view method, std::string_view targ
                            "\": " + gai_strerror(rc));
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
 
-  Fd fd(socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (fd.get() < 0) throw AdminError(std::string("socket: ") + std::strerror(errno));
-  if (connect(fd.get(), found->ai_addr, found->ai_addrlen) != 0) {
-    if (errno == ECONNREFUSED) throw AdminUnreachable(not_running);
-    if (errno != EINPROGRESS)
-      throw AdminUnreachable("cannot connect to payorchd at " + where + ": " +
-                             std::strerror(errno));
-    pollfd p{fd.get(), POLLOUT, 0};
-    if (poll(&p, 1, MillisLeft(deadline)) <= 0)
-      throw AdminUnreachable("payorchd did not accept a connection on " + where + " within " +
-                             std::to_string(timeout_.count()) +
-                             " ms: check admin.listen_address and admin.port, and whether a "
-                             "firewall drops the connection");
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err == ECONNREFUSED) throw AdminUnreachable(not_running);
-    if (err != 0)
-      throw AdminUnreachable("cannot connect to payorchd at " + where + ": " + std::strerror(err));
-  }
+  Fd fd(ConnectAny(found, where, deadline, timeout_));
+
 
   const std::string request = std::string(method) + " " + std::string(target) +
                               " HTTP/1.1\r\nHost: " + where +

@@ -4,6 +4,8 @@
 // message tells the operator whether payorchd runs), AdminError for a bad answer.
 #pragma once
 
+#include <netdb.h>
+
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
@@ -28,6 +30,14 @@ struct HttpResponse {
   std::string content_type;
   std::string body;
 };
+
+// Connects to the first of `addresses` (getaddrinfo's list) that accepts, each in
+// turn ("localhost" may resolve to ::1 first while payorchd listens on 127.0.0.1
+// only), each with a share of the time left until `deadline`. Returns the connected
+// non-blocking socket, the caller's to close. Throws AdminUnreachable, saying
+// "payorchd is not running" when an address refused and none accepted.
+int ConnectAny(const addrinfo* addresses, const std::string& where,
+               std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout);
 
 class AdminClient {
  public:

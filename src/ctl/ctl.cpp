@@ -90,9 +90,12 @@ constexpr const char* kReplayHelp =
 Publishes dead letters back to their original exchange with their original routing
 key (x-payorch-original-* headers, or the broker's x-death), keeping body, content
 type, message_id and the other properties; the x-payorch-* and x-death headers are
-dropped, x-payorch-replayed-by and x-payorch-replay-id added. Each message is held
-(taken without ack) while it is replayed, and acked in the dead-letter queue only
-after the broker confirmed its copy and the replay record has it.
+dropped, x-payorch-replayed-by and x-payorch-replay-id added, user_id left out.
+Every matching message is taken and held (without ack) before the question, and
+exactly those are replayed: what is dead-lettered meanwhile stays. Each is acked
+in the dead-letter queue only after the broker confirmed its copy and the replay
+record has it. Copies of one message (same ID) are published once; every copy is
+acked with it.
 
 Safe to run twice or at once: a held message is invisible to other replayers, so
 two operators replaying the same queue at once replay each message once. If a
@@ -105,10 +108,13 @@ each message, the outcome.
 
   ID...                    these messages (all must be in the queue, else nothing is replayed)
   --all                    every message
-  --reason TEXT            why you replay (required except with --dry-run)
+  --reason TEXT            why you replay (required except with --dry-run); free text,
+                           never an error code: select those with --error CODE
   --dry-run                publish, ack and record nothing: say for each message what
                            replaying would do against the payment's current state
-                           (already processed / valid / would be rejected / still malformed)
+                           (already processed / valid / would be rejected / still malformed
+                           / duplicate copy), in queue order: each message sees the
+                           payment as the ones before it in this run would leave it
   --rate N/s               at most N messages per second
   --who NAME               recorded as the operator (default: $USER)
   --yes                    do not ask; without it payorchctl asks on a terminal and
@@ -119,8 +125,10 @@ A progress bar on a terminal (stderr); plain lines every few seconds otherwise.
 constexpr const char* kPurgeHelp = R"(Usage: payorchctl dlq purge (ID...|--all|filters) [--yes]
 
 Deletes dead letters for good. With --all, every message that is ready (not held
-by a running replay). Asks for confirmation on a terminal unless --yes, and
-refuses without a terminal and without --yes.
+by a running replay). The matching messages are taken and held before the
+question, and exactly those are deleted: what is dead-lettered meanwhile stays.
+Asks for confirmation on a terminal unless --yes, and refuses without a terminal
+and without --yes.
 
   ID...                    these messages (all must be in the queue, else nothing is purged)
   --all                    every ready message

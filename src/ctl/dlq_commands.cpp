@@ -52,6 +52,10 @@ std::string Plural(size_t n, const std::string& word) {
   return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
 }
 
+std::string DuplicateCopies(size_t n) {
+  return std::to_string(n) + (n == 1 ? " duplicate copy" : " duplicate copies");
+}
+
 json::object LetterJson(const DeadLetter& d, domain::Time now) {
   json::object o;
   o["id"] = d.id;
@@ -434,7 +438,7 @@ void PrintDryRun(Context& ctx, const std::vector<std::pair<DeadLetter, DryRun>>&
             << " would be replayed: " << counts[Verdict::kValid] << " valid, "
             << counts[Verdict::kProcessed] << " already processed, " << counts[Verdict::kRejected]
             << " would be rejected, " << counts[Verdict::kMalformed] << " still malformed";
-  if (copies > 0) ctx.out() << "; " << Plural(copies, "duplicate copy") << " acked with them";
+  if (copies > 0) ctx.out() << "; " << DuplicateCopies(copies) << " acked with them";
   ctx.out() << "\n";
 }
 
@@ -482,7 +486,7 @@ Selection Select(bus::HoldChannel& hold, const std::string& queue, const bus::To
 
 std::string CopiesNote(const Selection& s) {
   if (s.Duplicates() == 0) return "";
-  return " (and " + Plural(s.Duplicates(), "duplicate copy") + " of them)";
+  return " (and " + DuplicateCopies(s.Duplicates()) + " of them)";
 }
 
 // Asks while the messages stay held, keeping the broker connection alive.
@@ -522,7 +526,7 @@ int DlqReplay(Context& ctx, const Args& args) {
   const app::Config& config = ctx.Config();
   const auto& topology = config.bus.topology;
   const std::string& queue = topology.dead_letter_queue;
-  store::Store store = ctx.OpenStore();
+  store::Store store = ctx.OpenStore(/*write=*/!dry_run);  // only a real replay records
   bus::Admin admin = ctx.ConnectBus(dry_run ? "dlq replay --dry-run" : "dlq replay");
   const uint32_t depth = ctx.DeadLetterDepth(admin);
   (void)depth;
@@ -677,7 +681,7 @@ int DlqReplay(Context& ctx, const Args& args) {
               << " replayed from " << queue << " (" << filter.Describe() << ") by " << who << ", "
               << outcome << "\n";
     if (copies_acked > 0)
-      ctx.out() << Plural(copies_acked, "duplicate copy") << " (same id as one replayed) "
+      ctx.out() << DuplicateCopies(copies_acked) << " (same id as one replayed) "
                 << (copies_acked == 1 ? "was" : "were") << " acked, not published again\n";
     if (!detail.empty()) ctx.out() << detail << "\n";
     ctx.out() << "the record: payorchctl dlq replays " << s.replay_id << "\n";

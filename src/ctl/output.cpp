@@ -5,6 +5,7 @@
 #include <boost/json/serialize.hpp>
 #include <cstdio>
 #include <ctime>
+#include <vector>
 
 #include "domain/decide.hpp"
 
@@ -71,6 +72,9 @@ std::string FormatAge(std::optional<std::chrono::milliseconds> age) {
 }
 
 std::string MaskDigits(std::string_view text) {
+  // A number is a run of digits, possibly in groups separated by one space or dash
+  // ("+47 412 34 567", "412-34-567", "0047 41234567"); 8 digits or more is masked,
+  // except a date (2026-11-24), which is no MSISDN and which operators need.
   std::string out;
   out.reserve(text.size());
   size_t i = 0;
@@ -79,17 +83,31 @@ std::string MaskDigits(std::string_view text) {
       out.push_back(text[i++]);
       continue;
     }
+    std::string digits;
+    std::vector<size_t> groups;
+    bool dashes_only = true;
     size_t j = i;
-    while (j < text.size() && IsDigit(text[j])) ++j;
-    const size_t run = j - i;
-    if (run >= 8) {
+    for (;;) {
+      const size_t start = j;
+      while (j < text.size() && IsDigit(text[j])) digits.push_back(text[j++]);
+      groups.push_back(j - start);
+      if (j + 1 < text.size() && (text[j] == ' ' || text[j] == '-') && IsDigit(text[j + 1])) {
+        if (text[j] != '-') dashes_only = false;
+        ++j;
+        continue;
+      }
+      break;
+    }
+    const bool date = groups.size() == 3 && dashes_only && groups[0] == 4 && groups[1] == 2 &&
+                      groups[2] == 2;
+    if (digits.size() >= 8 && !date) {
       // Country code after a '+' stays, like MaskMsisdn's "+47****5432".
-      size_t keep_front = (i > 0 && text[i - 1] == '+' && run > 8) ? 2 : 0;
-      out.append(text.substr(i, keep_front));
+      const bool plus = i > 0 && text[i - 1] == '+' && digits.size() > 8;
+      if (plus) out.append(digits.substr(0, 2));
       out.append("****");
-      out.append(text.substr(j - 4, 4));
+      out.append(digits.substr(digits.size() - 4));
     } else {
-      out.append(text.substr(i, run));
+      out.append(text.substr(i, j - i));
     }
     i = j;
   }

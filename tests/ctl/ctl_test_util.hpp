@@ -18,6 +18,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <streambuf>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -168,8 +170,36 @@ class DeadPort {
   uint16_t port_ = 0;
 };
 
+// An input stream that runs `hook` once, when payorchctl first reads it (that is,
+// while it waits for the operator's answer), then gives `text`.
+class HookedInput : public std::streambuf {
+ public:
+  HookedInput(std::string text, std::function<void()> hook)
+      : text_(std::move(text)), hook_(std::move(hook)) {}
+
+ protected:
+  int_type underflow() override {
+    if (hook_) {
+      auto hook = std::move(hook_);
+      hook_ = nullptr;
+      hook();
+    }
+    if (served_) return traits_type::eof();
+    served_ = true;
+    if (text_.empty()) return traits_type::eof();
+    setg(text_.data(), text_.data(), text_.data() + text_.size());
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  std::string text_;
+  std::function<void()> hook_;
+  bool served_ = false;
+};
+
 struct CtlOptions {
   std::string input{};
+  std::function<void()> before_answer{};  // runs when payorchctl reads stdin
   bool stdin_tty = false;
   bool stderr_tty = false;
   std::optional<domain::Time> now{};
@@ -205,7 +235,8 @@ class CtlFixture {
   Result Ctl(std::vector<std::string> args, const CtlOptions& options = {}) {
     args.insert(args.begin(), {"--config", config_path_});
     std::ostringstream out, err;
-    std::istringstream in(options.input);
+    HookedInput hooked(options.input, options.before_answer);
+    std::istream in(&hooked);
     Io io;
     io.out = &out;
     io.err = &err;
