@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -59,6 +61,14 @@ struct Result {
   std::string out;
   std::string err;
 };
+
+// payorchctl -o json prints one JSON document; anything else fails the test.
+inline boost::json::value Json(const Result& r) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(r.out, ec);
+  EXPECT_FALSE(ec) << "not one JSON document: " << r.out;
+  return v;
+}
 
 inline std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

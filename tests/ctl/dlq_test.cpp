@@ -35,12 +35,6 @@ std::vector<std::string> Ids(const std::vector<bus::GotMessage>& messages) {
   return ids;
 }
 
-json::value Json(const Result& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.out, ec);
-  EXPECT_FALSE(ec) << "not one JSON document: " << r.out;
-  return v;
-}
 
 using DlqTest = CtlBusTest;
 

@@ -18,12 +18,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 namespace json = boost::json;
 
-json::value Json(const Result& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.out, ec);
-  EXPECT_FALSE(ec) << "not one JSON document: " << r.out;
-  return v;
-}
 
 class PaymentTest : public ::testing::Test {
  protected:

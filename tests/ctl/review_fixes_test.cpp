@@ -21,12 +21,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 namespace json = boost::json;
 
-json::value Json(const Result& r) {
-  boost::system::error_code ec;
-  json::value v = json::parse(r.out, ec);
-  EXPECT_FALSE(ec) << "not one JSON document: " << r.out;
-  return v;
-}
 
 std::vector<std::string> Ids(const std::vector<bus::GotMessage>& messages) {
   std::vector<std::string> ids;
