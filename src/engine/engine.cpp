@@ -123,22 +123,21 @@ class Engine::Impl {
     // Whatever was in flight when the last process ended is in doubt: read PayEx.
     std::vector<std::string> resumed = store_->PaymentsWithCallsInFlight();
     for (const std::string& order_id : resumed) Apply(order_id, domain::Resume{}, "resume");
-    Log(Level::kInfo, "engine.resumed",
-        {{"calls_in_doubt", std::to_string(resumed.size())},
-         {"outbox_unsent", std::to_string(store_->RowCounts(Now()).outbox_unsent)}});
+    // (Unsent events are the relay's first load; payorch_outbox_backlog counts them.
+    // RowCounts here would scan every payment and inbox row for one log field.)
+    Log(Level::kInfo, "engine.resumed", {{"calls_in_doubt", std::to_string(resumed.size())}});
     Flush();
     WakeRelay();
     ArmTimer();
 
     consumer_ = std::make_unique<bus::Consumer>(
         config_.bus,
-        [this](bus::Delivery d) { HandOver(intake_, std::move(d), [this] { DrainIntake(); }); },
-        [this](const bus::LinkStatus& s) { LinkChanged("consumer", s); });
-    publisher_ = std::make_unique<bus::Publisher>(
-        config_.bus, [this](const bus::LinkStatus& s) {
-          LinkChanged("publisher", s);
-          if (s.connected) asio::post(ex_, [this] { WakeRelay(); });
-        });
+        [this](bus::Delivery d) { HandOver(intake_, std::move(d), [this] { DrainIntake(); }); });
+    // The bus adapter logs its own connects and losses; a new connection may send
+    // what waited for it.
+    publisher_ = std::make_unique<bus::Publisher>(config_.bus, [this](const bus::LinkStatus& s) {
+      if (s.connected) asio::post(ex_, [this] { WakeRelay(); });
+    });
     publisher_->Start();
     consumer_->Start();
     Log(Level::kInfo, "engine.started",
@@ -408,7 +407,6 @@ class Engine::Impl {
     const domain::Payment& current = found ? *found : fresh;
     const Time now = Now();
     domain::Decision d = domain::Decide(config_.payments, current, input, now);
-    ++decisions_;
     metrics_.counter("payorch_decisions_total", "Decisions of the payment state machine, by input.",
                      {{"input", input_name}})
         .Inc();
@@ -929,10 +927,6 @@ class Engine::Impl {
 
   // ---- status, metrics, checkpoints ------------------------------------------------
 
-  // The bus adapter logs its own connects and losses (bus::SetLogSink); readiness
-  // reads the links' status when asked. Nothing else to do here.
-  void LinkChanged(const char*, const bus::LinkStatus&) {}
-
   void Consumed(const char* kind, const char* result) {
     metrics_
         .counter("payorch_events_consumed_total", "Order events consumed, by kind and result.",
@@ -1032,7 +1026,6 @@ class Engine::Impl {
   // Order events decided but not yet committed -> the writer job that will commit them.
   std::unordered_map<std::string, uint64_t> pending_inbox_;
   bool flush_posted_ = false;
-  uint64_t decisions_ = 0;
 
   std::list<domain::PayexCall> call_queue_;
   size_t calls_in_flight_ = 0;

@@ -877,29 +877,20 @@ std::vector<OutboxRow> Store::UnsentOutbox(size_t limit, int64_t after_seq) {
 }
 
 PaymentGauges Store::Gauges() {
+  Impl& s = *impl_;
   PaymentGauges g;
-  auto query = [this](const char* sql, auto&& row) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(impl_->db, sql, -1, &stmt, nullptr) != SQLITE_OK)
-      throw StoreError(ErrorCode::kIo, "store " + impl_->path + ": reading gauges: " +
-                                           sqlite3_errmsg(impl_->db));
-    int rc;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) row(stmt);
-    sqlite3_finalize(stmt);
-    if (rc != SQLITE_DONE)
-      throw StoreError(ErrorCode::kIo, "store " + impl_->path + ": reading gauges failed");
-  };
-  query("SELECT phase, count(*) FROM payments GROUP BY phase", [&](sqlite3_stmt* st) {
-    g.by_phase.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
-                            sqlite3_column_int64(st, 1));
+  const Stmt phases(s.db, s.path, "SELECT phase, count(*) FROM payments GROUP BY phase");
+  Run by_phase(s.db, s.path, phases, "counting payments by phase");
+  g.by_phase = ReadRows(by_phase, [](const Run& row) {
+    return std::pair<std::string, int64_t>(row.ColText(0), row.ColInt(1));
   });
-  query("SELECT min(doubt_since) FROM payments WHERE doubt_since IS NOT NULL",
-        [&](sqlite3_stmt* st) {
-          if (sqlite3_column_type(st, 0) != SQLITE_NULL)
-            g.oldest_doubt = FromMillis(sqlite3_column_int64(st, 0));
-        });
-  query("SELECT count(*) FROM outbox WHERE sent_at IS NULL",
-        [&](sqlite3_stmt* st) { g.outbox_unsent = sqlite3_column_int64(st, 0); });
+  const Stmt doubt(s.db, s.path,
+                   "SELECT min(doubt_since) FROM payments WHERE doubt_since IS NOT NULL");
+  Run oldest(s.db, s.path, doubt, "finding the oldest doubt");
+  if (oldest.Step()) g.oldest_doubt = oldest.ColOptTime(0);
+  Run unsent = s.Use(kCountUnsent, "counting unsent outbox rows");
+  unsent.Step();
+  g.outbox_unsent = unsent.ColInt(0);
   return g;
 }
 

@@ -20,37 +20,27 @@
 #include "bus/publisher.hpp"
 #include "bus/topology.hpp"
 #include "codec/codec.hpp"
+#include "demo/kit.hpp"
 
 namespace payorch::bus::testing {
 
-// PAYORCH_AMQP_URL; else the URL file scripts/broker writes into the default
-// broker directory, so `scripts/broker start && ctest` works too.
+// The broker URL, names and waiting come from payorch_kit, shared with the
+// end-to-end tests: one place for PAYORCH_AMQP_URL and its build/broker/url fallback.
+// Here a missing broker is "" (each test asserts it with its own message).
 inline std::string BrokerUrl() {
-  if (const char* url = std::getenv("PAYORCH_AMQP_URL"); url && *url) return url;
-  std::ifstream file(std::string(PAYORCH_SOURCE_DIR) + "/build/broker/url");
-  std::string url;
-  if (file && std::getline(file, url) && !url.empty()) return url;
-  return "";
+  try {
+    return kit::BrokerUrl();
+  } catch (const std::runtime_error&) {
+    return "";
+  }
 }
 
-inline std::string RandomSuffix() {
-  static std::mt19937_64 rng(std::random_device{}());
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  uint64_t v = rng();
-  for (int i = 0; i < 12; ++i, v >>= 4) out.push_back(kHex[v & 15]);
-  return out;
-}
+using kit::RandomSuffix;
 
 // Polls `done` every few milliseconds until it holds or `bound` passes.
 inline bool WaitFor(const std::function<bool()>& done,
                     std::chrono::milliseconds bound = std::chrono::seconds(20)) {
-  auto until = std::chrono::steady_clock::now() + bound;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return done();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
+  return kit::WaitFor(done, bound);
 }
 
 // Quiet by default: the adapter's reconnect logs would drown the test output.
