@@ -20,13 +20,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include "app/config.hpp"
+#include "config/config.hpp"
 #include "bus/config.hpp"
 #include "engine/engine.hpp"
 #include "engine/log.hpp"
 #include "http/callbacks.hpp"
-#include "http/metrics.hpp"
 #include "http/server.hpp"
+#include "metrics/registry.hpp"
+#include "runtime/daemon.hpp"
 
 namespace {
 
@@ -179,37 +180,38 @@ void WriteReadyFile(const std::string& path, uint16_t http_port, uint16_t admin_
 }
 
 int Run(const Args& args) {
-  app::Config config;
+  config::Config cfg;
   try {
-    config = app::LoadConfig(args.config, args.overrides);
-  } catch (const app::ConfigError& e) {
+    cfg = config::LoadConfig(args.config, args.overrides);
+  } catch (const config::ConfigError& e) {
     std::cerr << "payorchd: " << e.what() << "\n";
     return 2;
   }
-  engine::InitLogging(static_cast<Level>(config.log.level), config.log.format == app::LogFormat::kJson);
+  engine::InitLogging(static_cast<Level>(cfg.log.level), cfg.log.format == config::LogFormat::kJson);
   if (args.check) {
-    std::cout << app::DescribeConfig(config) << "\n";
+    std::cout << config::DescribeConfig(cfg) << "\n";
     return 0;
   }
-  engine::LogLine(Level::kInfo, app::DescribeConfig(config));
+  engine::LogLine(Level::kInfo, config::DescribeConfig(cfg));
   // The bus adapter's own lines (connects, reconnects, dead-lettering) join ours.
   bus::SetLogSink([](std::string_view line) { engine::LogLine(Level::kInfo, line); });
 
   boost::asio::io_context io(1);
-  http::Registry metrics;
+  metrics::Registry metrics;
   // Built once the servers listen (below); requests before that get 503.
-  std::optional<engine::Engine> eng;
+  std::optional<runtime::Daemon> daemon;
+  engine::Engine* eng = nullptr;
 
   http::CallbackOptions cb;
-  cb.path_prefix = CallbackPrefix(config.http.callback_base_url);
-  cb.secret = config.callback_secret;
+  cb.path_prefix = CallbackPrefix(cfg.http.callback_base_url);
+  cb.secret = cfg.callback_secret;
   auto log_http = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
 
   http::ServerOptions public_options;
-  public_options.address = config.http.listen_address;
-  public_options.port = config.http.port;
-  public_options.max_body_bytes = config.http.max_body_bytes;
-  public_options.read_timeout = config.http.read_timeout;
+  public_options.address = cfg.http.listen_address;
+  public_options.port = cfg.http.port;
+  public_options.max_body_bytes = cfg.http.max_body_bytes;
+  public_options.read_timeout = cfg.http.read_timeout;
   public_options.name = "public";
   public_options.log = log_http;
   http::Server public_server(
@@ -252,8 +254,8 @@ int Run(const Args& args) {
       });
 
   http::ServerOptions admin_options;
-  admin_options.address = config.admin.listen_address;
-  admin_options.port = config.admin.port;
+  admin_options.address = cfg.admin.listen_address;
+  admin_options.port = cfg.admin.port;
   admin_options.name = "admin";
   admin_options.log = log_http;
   http::Server admin_server(
@@ -327,13 +329,14 @@ int Run(const Args& args) {
     uint16_t http_port = public_server.Start();
     uint16_t admin_port = admin_server.Start();
     // Port 0 in the callback URL means the port just bound (tests, the demo).
-    config.payex.callback_url_base = WithBoundPort(config.payex.callback_url_base, http_port);
-    std::filesystem::path dir = std::filesystem::path(config.store.path).parent_path();
-    if (!dir.empty() && config.store.options.create_if_missing)
+    cfg.payex.callback_url_base = WithBoundPort(cfg.payex.callback_url_base, http_port);
+    std::filesystem::path dir = std::filesystem::path(cfg.store.path).parent_path();
+    if (!dir.empty() && cfg.store.options.create_if_missing)
       std::filesystem::create_directories(dir);
-    store_lock = LockStore(config.store.path);
-    eng.emplace(io.get_executor(), config, metrics);
-    eng->Start([&] {
+    store_lock = LockStore(cfg.store.path);
+    daemon.emplace(io.get_executor(), cfg, metrics);
+    eng = &daemon->engine();
+    daemon->Start([&] {
       public_server.Stop();
       admin_server.Stop();
       signals.cancel();
@@ -341,8 +344,8 @@ int Run(const Args& args) {
       io.stop();
     });
     Log(Level::kInfo, "payorchd.serving",
-        {{"http", config.http.listen_address + ":" + std::to_string(http_port)},
-         {"admin", config.admin.listen_address + ":" + std::to_string(admin_port)},
+        {{"http", cfg.http.listen_address + ":" + std::to_string(http_port)},
+         {"admin", cfg.admin.listen_address + ":" + std::to_string(admin_port)},
          {"callback_path", cb.path_prefix},
          {"pid", std::to_string(getpid())}});
     if (!args.ready_file.empty()) WriteReadyFile(args.ready_file, http_port, admin_port);

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "app/config.hpp"
+#include "config/config.hpp"
 #include "bus/topology.hpp"
 #include "ctl/ctl.hpp"
 #include "ctl/output.hpp"
@@ -69,7 +69,7 @@ class Context {
   std::optional<std::string> Env(std::string_view name) const;
 
   // Loaded on first use; throws Failure naming the file, the setting and the fault.
-  const app::Config& Config();
+  const config::Config& Config();
   // Connects to the broker; throws Failure saying what to check.
   bus::Admin ConnectBus(const std::string& purpose);
   // The store as payorchd has it (never created; no quick_check, since payorchd
@@ -85,7 +85,7 @@ class Context {
   std::string config_path_;
   std::vector<std::string> overrides_;
   Format format_;
-  std::optional<app::Config> config_;
+  std::optional<config::Config> config_;
 };
 
 // "50/s", "50", "0.5/s" -> messages per second; throws UsageError.

@@ -361,15 +361,15 @@ domain::Time Context::Now() const {
 }
 
 std::optional<std::string> Context::Env(std::string_view name) const {
-  return io_.env ? io_.env(name) : app::ProcessEnv()(name);
+  return io_.env ? io_.env(name) : config::ProcessEnv()(name);
 }
 
-const app::Config& Context::Config() {
+const config::Config& Context::Config() {
   if (!config_) {
     try {
       config_ =
-          app::LoadConfig(config_path_, overrides_, CtlEnv(io_.env ? io_.env : app::ProcessEnv()));
-    } catch (const app::ConfigError& e) {
+          config::LoadConfig(config_path_, overrides_, CtlEnv(io_.env ? io_.env : config::ProcessEnv()));
+    } catch (const config::ConfigError& e) {
       std::string hint;
       if (config_path_ == kDefaultConfig && e.line() == 0 && e.setting().empty())
         hint = " (payorchctl reads payorchd's configuration: give it with --config FILE)";
@@ -380,7 +380,7 @@ const app::Config& Context::Config() {
 }
 
 bus::Admin Context::ConnectBus(const std::string& purpose) {
-  const app::Config& c = Config();
+  const config::Config& c = Config();
   std::string who = Env("USER").value_or("");
   try {
     return bus::Admin(c.bus, "payorchctl " + purpose + (who.empty() ? "" : " (" + who + ")"));
@@ -400,7 +400,7 @@ bus::Admin Context::ConnectBus(const std::string& purpose) {
 }
 
 store::Store Context::OpenStore(bool write) {
-  const app::Config& c = Config();
+  const config::Config& c = Config();
   store::Options options = c.store.options;
   options.create_if_missing = false;
   options.quick_check = false;
@@ -456,7 +456,7 @@ std::chrono::milliseconds ParseDurationArg(const std::string& option, const std:
       throw UsageError(too_long);
     if (ec == std::errc() && end == t.data() + t.size() - 1) return std::chrono::hours(24) * days;
   }
-  if (auto d = app::ParseDuration(t)) {
+  if (auto d = config::ParseDuration(t)) {
     if (*d > std::chrono::hours(24) * kMaxDays) throw UsageError(too_long);
     return *d;
   }
@@ -503,12 +503,12 @@ bool Confirm(Context& ctx, const std::string& question, const std::string& refus
 
 // --- Main ---------------------------------------------------------------------------
 
-app::EnvLookup CtlEnv(app::EnvLookup env) {
+config::EnvLookup CtlEnv(config::EnvLookup env) {
   return [env = std::move(env)](std::string_view name) -> std::optional<std::string> {
     auto v = env ? env(name) : std::nullopt;
     if (v && !v->empty()) return v;
-    if (name == app::kPayexTokenEnv) return "payorchctl-does-not-call-payex";
-    if (name == app::kCallbackSecretEnv) return "payorchctl-does-not-check-callbacks-so-no-secret";
+    if (name == config::kPayexTokenEnv) return "payorchctl-does-not-call-payex";
+    if (name == config::kCallbackSecretEnv) return "payorchctl-does-not-check-callbacks-so-no-secret";
     return v;
   };
 }
@@ -520,7 +520,7 @@ Io ProcessIo() {
   io.in = &std::cin;
   io.stdin_is_tty = isatty(STDIN_FILENO) == 1;
   io.stderr_is_tty = isatty(STDERR_FILENO) == 1;
-  io.env = app::ProcessEnv();
+  io.env = config::ProcessEnv();
   return io;
 }
 

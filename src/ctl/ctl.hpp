@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "app/config.hpp"
+#include "config/config.hpp"
 #include "domain/types.hpp"
 
 namespace payorch::ctl {
@@ -29,7 +29,7 @@ struct Io {
   std::istream* in = nullptr;         // answers to confirmation prompts
   bool stdin_is_tty = false;          // prompts are asked only on a terminal
   bool stderr_is_tty = false;         // a progress bar on a terminal, plain lines otherwise
-  app::EnvLookup env;                 // USER, the secrets (see CtlEnv); ProcessEnv() if empty
+  config::EnvLookup env;                 // USER, the secrets (see CtlEnv); ProcessEnv() if empty
   std::function<domain::Time()> now;  // the system clock if empty
   // How often plain progress lines are written when stderr is not a terminal.
   std::chrono::milliseconds progress_interval{5000};
@@ -44,6 +44,6 @@ int Main(const std::vector<std::string>& args, Io& io);
 // payorchctl reads payorchd's configuration, but needs neither PayEx's token nor the
 // callback secret: where they are unset it puts placeholders in, so that LoadConfig
 // validates the rest. Everything else comes from `env`.
-app::EnvLookup CtlEnv(app::EnvLookup env);
+config::EnvLookup CtlEnv(config::EnvLookup env);
 
 }  // namespace payorch::ctl

@@ -523,7 +523,7 @@ int DlqReplay(Context& ctx, const Args& args) {
   if (who.empty()) who = ctx.Env("USER").value_or(ctx.Env("LOGNAME").value_or(""));
   if (who.empty()) who = "unknown";
 
-  const app::Config& config = ctx.Config();
+  const config::Config& config = ctx.Config();
   const auto& topology = config.bus.topology;
   const std::string& queue = topology.dead_letter_queue;
   store::Store store = ctx.OpenStore(/*write=*/!dry_run);  // only a real replay records

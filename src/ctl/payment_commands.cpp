@@ -69,7 +69,7 @@ int64_t RemainingToReverse(const domain::Balance& b) {
 }
 
 AdminClient Client(Context& ctx) {
-  const app::AdminConfig& a = ctx.Config().admin;
+  const config::AdminConfig& a = ctx.Config().admin;
   return AdminClient(a.listen_address, a.port);
 }
 

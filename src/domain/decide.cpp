@@ -399,6 +399,24 @@ class Machine {
     return nullptr;
   }
 
+  // Until when an earlier attempt of `op` may still land at PayEx. A payment
+  // stored before the horizon was kept per operation has only its doubt_since.
+  Time TransitUntil(const Op& op) const {
+    if (op.in_transit_until != Time{}) return op.in_transit_until;
+    if (d_.next.doubt_since != Time{}) return d_.next.doubt_since + policy_.transit_horizon;
+    return Time{};
+  }
+
+  bool MayStillLand(const Op& op) const { return now_ < TransitUntil(op); }
+
+  // No trace at PayEx yet, but an earlier attempt may still be on its way: keep
+  // reading, and read once more as soon as the horizon has passed.
+  void KeepReadingUntilHorizon(Op& op) {
+    op.not_before = std::min(op.not_before, TransitUntil(op));
+    Note(std::string(OpKindName(op.kind)) + " not found at PayEx yet: reading until " +
+         std::to_string(ToMillis(TransitUntil(op))));
+  }
+
   Op* FindOpenOp(OpKind kind) {
     for (Op& op : p().ops)
       if (op.kind == kind && IsOpen(op.status)) return &op;
@@ -465,6 +483,7 @@ class Machine {
     call.order_id = pay.order_id;
     call.payment_id = pay.payment_id;
     pay.in_flight = InFlight{call.call_id, op_id, now_};
+    call.send_by = now_ + policy_.call_watchdog;
     Note(std::string("call ") + OpKindName(call.kind) + " #" + std::to_string(call.call_id));
     d_.calls.push_back(std::move(call));
   }
@@ -574,7 +593,9 @@ class Machine {
           next = &op;
           break;
         }
-      if (!next || next->not_before > now_) return;
+      // Never a second attempt while an earlier one may still land (the read
+      // path waits for the horizon already; this holds whatever queued it).
+      if (!next || std::max(next->not_before, next->in_transit_until) > now_) return;
       if (StartOp(*next)) return;
     }
   }
@@ -588,7 +609,7 @@ class Machine {
     Payment& pay = p();
     Time due{};
     if (pay.in_flight.call_id != 0) {
-      Wake(pay.in_flight.sent_at + policy_.call_watchdog, due);
+      Wake(WatchdogAt(), due);
     } else {
       const Op* doubt = FirstUnresolved();
       if (doubt) {
@@ -598,7 +619,7 @@ class Machine {
       } else {
         for (const Op& op : pay.ops)
           if (op.status == OpStatus::kQueued) {
-            Wake(std::max(op.not_before, now_), due);
+            Wake(std::max({op.not_before, op.in_transit_until, now_}), due);
             break;
           }
       }
@@ -653,6 +674,8 @@ class Machine {
     }
     op.status = OpStatus::kInDoubt;
     op.not_before = now_;  // read at once
+    // The attempt left at or before now: it may still land until the horizon.
+    op.in_transit_until = std::max(op.in_transit_until, now_ + policy_.transit_horizon);
     if (pay.doubt_since == Time{}) pay.doubt_since = now_;
     Note(std::string(OpKindName(op.kind)) + " in doubt");
   }
@@ -1047,11 +1070,12 @@ class Machine {
             AdoptAuthorization(op, *tx);
           } else if (s.state == PaymentState::kAborted) {
             op.status = OpStatus::kFailed;
-          } else if (s.state == PaymentState::kPending ||
-                     (s.can_authorize && now_ - pay.doubt_since < policy_.call_watchdog)) {
-            // PayEx holds something Initialized, or our POST may still be on its way:
-            // a resend now could push a second request to the payer's phone once the
-            // first lands. Keep reading until no request can still be in transit.
+          } else if (s.state == PaymentState::kPending) {
+            // PayEx holds something Initialized: keep reading.
+          } else if (s.can_authorize && MayStillLand(op)) {
+            // Our POST may still be on its way: a resend now could push a second
+            // request to the payer's phone once the first lands.
+            KeepReadingUntilHorizon(op);
           } else if (s.can_authorize && op.doubt_reads < kMaxAuthorizeDoubtReads) {
             op.status = OpStatus::kQueued;  // PayEx has no trace of it: send it again
             op.not_before = now_;
@@ -1087,6 +1111,8 @@ class Machine {
           } else if (op.status == OpStatus::kPending || pending_at_payex ||
                      op.failure_code.starts_with(kDuplicateMark)) {
             // Not resolvable yet: keep reading, ever more slowly.
+          } else if (MayStillLand(op)) {
+            KeepReadingUntilHorizon(op);
           } else {
             // No trace at PayEx: it never happened. Send again, same reference.
             op.status = OpStatus::kQueued;
@@ -1098,6 +1124,8 @@ class Machine {
         case OpKind::kAbort:
           if (s.state == PaymentState::kAborted) {
             op.status = OpStatus::kDone;
+          } else if (MayStillLand(op)) {
+            KeepReadingUntilHorizon(op);
           } else {
             op.status = OpStatus::kQueued;
             op.not_before = now_;
@@ -1157,7 +1185,7 @@ class Machine {
 
   void On(const Tick&) {
     Payment& pay = p();
-    if (pay.in_flight.call_id != 0 && now_ >= pay.in_flight.sent_at + policy_.call_watchdog) {
+    if (pay.in_flight.call_id != 0 && now_ >= WatchdogAt()) {
       Note("no outcome within the watchdog: in doubt");
       ResolveLostCall();
     }
@@ -1197,6 +1225,13 @@ class Machine {
       Note("msisdn deadline passed");
       StartAbort();
     }
+  }
+
+  // The backstop for a call that never came back: by then the executor has either
+  // not sent it (PayexCall::send_by) or sent it and given up on it (its own
+  // watchdog, counted from the send).
+  Time WatchdogAt() const {
+    return d_.next.in_flight.sent_at + 2 * policy_.call_watchdog;
   }
 
   void ResolveLostCall() {

@@ -26,8 +26,17 @@ struct Policy {
   // Transient failures: exponential backoff with full (deterministic) jitter.
   Duration backoff_base = 500ms;
   Duration backoff_cap = 60s;
-  // An in-flight call with no outcome after this long is treated as in doubt.
+  // A call with no outcome this long after it was sent is in doubt. The executor
+  // counts it from the send; a call still queued this long after its decision is
+  // not sent at all (PayexCall::send_by). Decide's own watchdog is the backstop at
+  // twice this after the decision, when every call has either left or been dropped.
   Duration call_watchdog = 2min;
+  // How long after its last send an attempt whose outcome is unknown may still take
+  // effect at PayEx and show in its reads. A money-moving request with no trace at
+  // PayEx is sent again (same payeeReference) only after this: PayEx is not known
+  // to refuse a repeated reference, so an earlier attempt still on its way would
+  // otherwise move the money twice. Keep it well above payex.request_timeout.
+  Duration transit_horizon = 60s;
 };
 
 Decision Decide(const Policy& policy, const Payment& current, const Input& input, Time now);

@@ -7,7 +7,7 @@
 namespace payorch::domain {
 
 // Layout: one leading byte that is both magic and version (0xB1: Payment v1,
-// 0xE1: PaymentEvent v1), then the fields in declaration order. Integers are
+// 0xB2: Payment v2, which adds Op::in_transit_until; 0xE1: PaymentEvent v1), then the fields in declaration order. Integers are
 // varints (unsigned) or zigzag varints (signed, Time as ms since the epoch);
 // strings are a varint length and the bytes; bools are one byte 0/1; enums are
 // varints checked against their range; vectors and maps a varint count then the
@@ -21,6 +21,7 @@ namespace payorch::domain {
 namespace {
 
 constexpr uint8_t kPaymentV1 = 0xB1;
+constexpr uint8_t kPaymentV2 = 0xB2;
 constexpr uint8_t kEventV1 = 0xE1;
 
 // Largest valid value of each enum; a value above it in a body is malformed.
@@ -70,6 +71,10 @@ class Writer {
 class Reader {
  public:
   explicit Reader(std::string_view in) : in_(in) {}
+
+  bool Starts(uint8_t magic) const {
+    return !in_.empty() && static_cast<uint8_t>(in_[0]) == magic;
+  }
 
   bool Magic(uint8_t magic) {
     if (in_.empty() || static_cast<uint8_t>(in_[0]) != magic) return Fail();
@@ -240,11 +245,12 @@ void PutOp(Writer& w, const Op& op) {
   w.U64(op.transient_tries);
   w.U64(op.doubt_reads);
   w.At(op.not_before);
+  w.At(op.in_transit_until);
   w.Str(op.transaction_id);
   w.Str(op.failure_code);
 }
 
-Op GetOp(Reader& r) {
+Op GetOp(Reader& r, bool v2) {
   Op op;
   op.id = r.U32();
   op.kind = r.Enum<OpKind>(kMaxOpKind);
@@ -259,6 +265,7 @@ Op GetOp(Reader& r) {
   op.transient_tries = r.U32();
   op.doubt_reads = r.U32();
   op.not_before = r.At();
+  if (v2) op.in_transit_until = r.At();  // v1: zero (Decide falls back to doubt_since)
   op.transaction_id = r.Str();
   op.failure_code = r.Str();
   return op;
@@ -267,7 +274,7 @@ Op GetOp(Reader& r) {
 }  // namespace
 
 std::string EncodePayment(const Payment& p) {
-  Writer w(kPaymentV1, 1024);
+  Writer w(kPaymentV2, 1024);
   w.Str(p.order_id);
   w.Enum(p.phase);
   w.Str(p.payment_id);
@@ -301,7 +308,8 @@ std::string EncodePayment(const Payment& p) {
 
 std::optional<Payment> DecodePayment(std::string_view bytes) {
   Reader r(bytes);
-  if (!r.Magic(kPaymentV1)) return std::nullopt;
+  const bool v2 = r.Starts(kPaymentV2);
+  if (!r.Magic(v2 ? kPaymentV2 : kPaymentV1)) return std::nullopt;
   Payment p;
   p.order_id = r.Str();
   p.phase = r.Enum<Phase>(kMaxPhase);
@@ -318,7 +326,7 @@ std::optional<Payment> DecodePayment(std::string_view bytes) {
   p.balance = GetBalance(r);
   const size_t n_ops = r.Count();
   p.ops.reserve(n_ops);
-  for (size_t i = 0; i < n_ops && !r.failed(); ++i) p.ops.push_back(GetOp(r));
+  for (size_t i = 0; i < n_ops && !r.failed(); ++i) p.ops.push_back(GetOp(r, v2));
   p.in_flight.call_id = r.U64();
   p.in_flight.op_id = r.U32();
   p.in_flight.sent_at = r.At();

@@ -160,6 +160,10 @@ struct Op {
   uint32_t transient_tries = 0;  // consecutive transient failures (backoff exponent)
   uint32_t doubt_reads = 0;      // reads spent resolving doubt (backoff exponent)
   Time not_before{};             // backoff: not sent before this time
+  // An earlier attempt whose outcome is unknown may still land at PayEx until this
+  // time (its doubt began at or after its last send, plus Policy::transit_horizon):
+  // the operation is never sent again before it. Zero when no attempt was in doubt.
+  Time in_transit_until{};
   std::string transaction_id;    // PayEx transaction id, once known
   std::string failure_code;      // set when kFailed
 
@@ -219,7 +223,7 @@ struct Balance {
 struct InFlight {
   uint64_t call_id = 0;  // 0 when nothing is in flight
   uint32_t op_id = 0;    // 0 for a read
-  Time sent_at{};
+  Time sent_at{};        // when the call was decided (it leaves after its commit)
 
   bool operator==(const InFlight&) const = default;
 };
@@ -354,6 +358,10 @@ struct PayexCall {
   std::string abort_reason;                   // abort
   std::optional<PurchaseRequested> purchase;  // create
   std::string expand;                         // read: "$expand" value
+  // The executor never sends the call after this (it answers kTransient, "not
+  // sent"): a call that waited this long for a slot or the rate limit is given up,
+  // so it can never leave after the state machine stopped waiting for it.
+  Time send_by{};
 
   bool operator==(const PayexCall&) const = default;
 };

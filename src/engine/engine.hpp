@@ -1,25 +1,25 @@
-// The orchestrator: order events from the bus and PayEx observations (results,
-// callbacks, timers) go through domain::Decide; decisions close together are made
-// durable in one transaction (group commit); then deliveries are acked, PayEx calls
-// start and the outbox relay publishes the new payment events with confirms.
-// Thread: everything runs on the io_context's one thread (no locks); the bus links
-// hand work over with asio::post. Errors: the constructor throws (store, topology,
-// bad configuration) with a message naming what to fix; afterwards nothing throws:
-// a failed commit requeues its deliveries and, when the store is broken, stops the
-// engine (Fatal()), so the supervisor restarts it on a consistent file.
+// The orchestrator's core: order events from the source and PayEx observations
+// (results, callbacks, timers) go through domain::Decide; decisions close together
+// become one transaction (group commit); then deliveries are acked, PayEx calls
+// start and the outbox relay publishes the new payment events with confirms. Its
+// rooms, in the order data flows: intake.hpp, decider.hpp, group_commit.hpp,
+// call_executor.hpp, due_timer.hpp, outbox_relay.hpp. It is given its ports
+// (ports.hpp) and options, so the same engine runs in payorchd (src/runtime) and,
+// single-threaded on a virtual clock, in the deterministic simulation (tests/engine).
+// Thread: one engine thread, no locks. Errors: nothing throws after construction;
+// a failed commit or a broken store stops the engine (Fatal()), and the
+// supervisor restarts it on the consistent file.
 #pragma once
 
-#include <cstdint>
+#include <cstddef>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 
-#include <boost/asio/any_io_executor.hpp>
+#include "engine/options.hpp"
+#include "engine/ports.hpp"
 
-#include "app/config.hpp"
-
-namespace payorch::http {
+namespace payorch::metrics {
 class Registry;
 }
 
@@ -45,20 +45,27 @@ struct EngineStatus {
   }
 };
 
+// Counts for tests and the simulation.
+struct EngineCounts {
+  size_t cached = 0;
+  size_t calls_queued = 0;
+  size_t calls_in_flight = 0;
+  size_t commits_in_flight = 0;
+  size_t publishes_in_flight = 0;
+};
+
 class Engine {
  public:
-  // Opens the store (must exist unless store.options.create_if_missing) and declares
-  // the bus topology (refusing an incompatible broker). Throws std::exception.
-  Engine(boost::asio::any_io_executor executor, const app::Config& config,
-         http::Registry& metrics);
+  // `store` is the engine thread's connection, for reads; the writer has its own.
+  Engine(const Options& options, Ports ports, store::Store& store, metrics::Registry& metrics);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   // Resumes what the store holds (calls in flight are in doubt, unsent events,
-  // due timers), then starts consuming and publishing. `on_stopped` runs on the
-  // engine thread once the engine has stopped: after Drain(), or after a fatal
-  // store error (then Fatal() is true and the process should exit non-zero).
+  // due timers), then starts the source and the publisher. `on_stopped` runs on
+  // the engine thread once the engine has stopped: after Drain(), or after a
+  // fatal store error (then Fatal() is true and the process should exit non-zero).
   void Start(std::function<void()> on_stopped);
   // SIGTERM: stops intake, commits what is decided, acks, waits (bounded) for PayEx
   // calls in flight and for the confirms of the outbox, then stops. Idempotent.
@@ -73,6 +80,7 @@ class Engine {
   RepublishOutcome Republish(const std::string& order_id);
 
   EngineStatus Status() const;
+  EngineCounts Counts() const;
   bool Fatal() const;
 
  private:

@@ -12,6 +12,7 @@ namespace {
 std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
 std::atomic<bool> g_json{false};
 std::shared_ptr<spdlog::logger> g_logger;
+LogSink g_sink;  // set only by tests, before any thread logs
 
 spdlog::level::level_enum ToSpd(Level l) {
   switch (l) {
@@ -139,13 +140,21 @@ bool LogEnabled(Level level) {
   return static_cast<int>(level) >= g_min_level.load(std::memory_order_relaxed);
 }
 
+void SetLogSink(Level min_level, LogSink sink) {
+  g_min_level = static_cast<int>(min_level);
+  g_json = false;
+  g_sink = std::move(sink);
+}
+
 void Log(Level level, std::string_view event, const Fields& fields) {
   if (!LogEnabled(level)) return;
+  if (g_sink) return g_sink(level, Format(event, fields));
   Logger().log(ToSpd(level), "{}", Format(event, fields));
 }
 
 void LogLine(Level level, std::string_view line) {
   if (!LogEnabled(level)) return;
+  if (g_sink) return g_sink(level, line);
   if (!g_json.load(std::memory_order_relaxed)) {
     Logger().log(ToSpd(level), "{}", line);
     return;

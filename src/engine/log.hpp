@@ -3,6 +3,7 @@
 // own lock); Boost-free. Callers mask MSISDNs and never pass tokens.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,6 +17,11 @@ using Fields = std::vector<std::pair<std::string_view, std::string>>;
 
 // Configures the process-wide logger (stderr). json: one JSON object per line.
 void InitLogging(Level min_level, bool json);
+
+// Tests (the simulation): lines at min_level and above go to `sink` (text format)
+// instead of stderr; an empty sink goes back to stderr.
+using LogSink = std::function<void(Level level, std::string_view line)>;
+void SetLogSink(Level min_level, LogSink sink);
 
 bool LogEnabled(Level level);
 // event=<event> k=v ...: values with spaces or quotes are quoted.

@@ -105,7 +105,7 @@ TEST(CliTest, ReadsPayorchdsConfigurationWithoutItsSecrets) {
     return std::nullopt;
   });
   EXPECT_EQ(env("PAYORCH_PAYEX_TOKEN"), "real-token");
-  EXPECT_GE(env("PAYORCH_CALLBACK_SECRET").value_or("").size(), app::kMinCallbackSecretBytes);
+  EXPECT_GE(env("PAYORCH_CALLBACK_SECRET").value_or("").size(), config::kMinCallbackSecretBytes);
   EXPECT_EQ(env("PAYORCH_AMQP_PASSWORD"), std::nullopt);
   // Global options go anywhere on the line, e.g. -o json at the end.
   Result json = fixture.Process({"payment", "list", "-o", "json"});

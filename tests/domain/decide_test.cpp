@@ -2,6 +2,9 @@
 // plus focused scenarios of the contract (captures, cancels, refunds, doubt).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <optional>
+
 #include "domain/decide.hpp"
 
 namespace payorch::domain {
@@ -19,6 +22,7 @@ class Driver {
     policy.msisdn_timeout = 120s;
     policy.first_poll = 2s;
     policy.call_watchdog = 20s;
+    policy.transit_horizon = 30s;
   }
 
   Decision Apply(const Input& in) {
@@ -513,15 +517,142 @@ TEST(Decide, InDoubtCaptureIsResolvedByReadingNeverBySendingTwice) {
   EXPECT_NE(d.last.calls[0].payee_reference, ref);
 }
 
-TEST(Decide, InDoubtCaptureWithNoTraceIsResentWithTheSameReference) {
+// Reads until no earlier attempt can still land, answering each read with `txs`;
+// returns the first call that is not a read (nullopt if none came).
+std::optional<PayexCall> ReadUntilNotARead(Driver& d, std::vector<Transaction> txs,
+                                           int max_reads = 20) {
+  for (int i = 0; i < max_reads; ++i) {
+    if (d.last.calls.empty()) {
+      EXPECT_NE(d.pay.due_at, Time{}) << "nothing in flight and no wake-up";
+      d.now = std::max(d.now, d.pay.due_at);
+      d.Apply(Tick{});
+      continue;
+    }
+    if (d.last.calls[0].kind != OpKind::kRead) return d.last.calls[0];
+    d.Apply(d.Snapshot(PaymentState::kReady, txs));
+  }
+  return std::nullopt;
+}
+
+TEST(Decide, InDoubtCaptureWithNoTraceIsResentWithTheSameReferenceOnlyAfterTheHorizon) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
+  std::string ref = d.last.calls.at(0).payee_reference;
+  const Time doubt_at = d.now + 1s;
+  d.now = doubt_at;
+  d.Apply(d.Result(ResultClass::kInDoubt));
+  // No trace at PayEx: the first POST may still land, so only reads go out.
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)}));
+  EXPECT_TRUE(d.last.calls.empty());
+  EXPECT_LE(d.pay.due_at, doubt_at + d.policy.transit_horizon);
+  auto next = ReadUntilNotARead(d, {Driver::AuthTx(TxState::kCompleted)});
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->kind, OpKind::kCapture);
+  EXPECT_EQ(next->payee_reference, ref);
+  EXPECT_GE(d.now, doubt_at + d.policy.transit_horizon);
+  // ...and promptly: the last read is at the horizon, not a backoff step later.
+  EXPECT_LE(d.now, doubt_at + d.policy.transit_horizon + d.policy.first_poll);
+}
+
+TEST(Decide, ACaptureThatLandsLateWithinTheHorizonIsAdoptedNotResent) {
   Driver d = Authorized();
   d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
   std::string ref = d.last.calls.at(0).payee_reference;
   d.Apply(d.Result(ResultClass::kInDoubt));
   d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)}));
+  EXPECT_TRUE(d.last.calls.empty());
+  // The request took effect 25 s later (within the 30 s horizon).
+  d.now += 25s;
+  d.Apply(Tick{});
+  ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kRead);
+  Transaction tx;
+  tx.id = "t-late";
+  tx.type = TxType::kCapture;
+  tx.state = TxState::kCompleted;
+  tx.amount = 500;
+  tx.payee_reference = ref;
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted), tx}));
+  EXPECT_EQ(Events(d.last), "captured");
+  EXPECT_EQ(d.pay.balance.captured, 500);
+}
+
+TEST(Decide, EveryMoneyMoveWaitsForTheHorizonOfItsLastAttempt) {
+  // Cancellation and reversal as the capture above; the abort too.
+  for (OpKind kind : {OpKind::kCancel, OpKind::kReverse}) {
+    Driver d = Authorized();
+    std::vector<Transaction> base = {Driver::AuthTx(TxState::kCompleted)};
+    if (kind == OpKind::kReverse) {
+      d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
+      d.Apply(d.Tx(TxType::kCapture, TxState::kCompleted, 500,
+                   d.last.calls.at(0).payee_reference));
+      Transaction cap;
+      cap.id = "t-cap";
+      cap.type = TxType::kCapture;
+      cap.state = TxState::kCompleted;
+      cap.amount = 500;
+      cap.payee_reference = d.pay.ops.back().payee_reference;
+      base.push_back(cap);
+      d.Apply(d.Ev(RefundRequested{"r1", 200, 0, ""}));
+    } else {
+      d.Apply(d.Ev(OrderCancelled{"x"}));
+    }
+    ASSERT_EQ(d.last.calls.at(0).kind, kind);
+    const std::string ref = d.last.calls[0].payee_reference;
+    const Time doubt_at = d.now;
+    d.Apply(d.Result(ResultClass::kInDoubt));
+    auto next = ReadUntilNotARead(d, base);
+    ASSERT_TRUE(next.has_value()) << OpKindName(kind);
+    EXPECT_EQ(next->kind, kind);
+    EXPECT_EQ(next->payee_reference, ref);
+    EXPECT_GE(d.now, doubt_at + d.policy.transit_horizon) << OpKindName(kind);
+  }
+  Driver a = InPhase(Phase::kAborting);
+  ASSERT_EQ(a.last.calls.at(0).kind, OpKind::kAbort);
+  const Time doubt_at = a.now;
+  a.Apply(a.Result(ResultClass::kInDoubt));
+  auto next = ReadUntilNotARead(a, {Driver::AuthTx(TxState::kAwaitingActivity)});
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->kind, OpKind::kAbort);
+  EXPECT_GE(a.now, doubt_at + a.policy.transit_horizon);
+}
+
+TEST(Decide, TheHorizonCountsFromTheLastAttemptNotTheFirst) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
+  d.Apply(d.Result(ResultClass::kInDoubt));
+  auto resend = ReadUntilNotARead(d, {Driver::AuthTx(TxState::kCompleted)});
+  ASSERT_TRUE(resend.has_value());
+  const Time second_doubt = d.now;
+  d.Apply(d.Result(ResultClass::kInDoubt));  // the resend is in doubt too
+  auto third = ReadUntilNotARead(d, {Driver::AuthTx(TxState::kCompleted)});
+  ASSERT_TRUE(third.has_value());
+  EXPECT_GE(d.now, second_doubt + d.policy.transit_horizon);
+}
+
+TEST(Decide, ACallCarriesItsSendByAndTheWatchdogIsABackstopAfterIt) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
   ASSERT_EQ(d.last.calls.size(), 1u);
-  EXPECT_EQ(d.last.calls[0].kind, OpKind::kCapture);
-  EXPECT_EQ(d.last.calls[0].payee_reference, ref);
+  EXPECT_EQ(d.last.calls[0].send_by, d.now + d.policy.call_watchdog);
+  // The executor's own watchdog (from the send) answers by send_by + call_watchdog;
+  // Decide gives up only after that.
+  EXPECT_EQ(d.pay.due_at, d.now + 2 * d.policy.call_watchdog);
+  d.now += d.policy.call_watchdog + 1s;
+  d.Apply(Tick{});
+  EXPECT_NE(d.pay.in_flight.call_id, 0u) << "given up while the executor may still send it";
+  d.now = d.pay.due_at;
+  d.Apply(Tick{});
+  ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kRead);
+  EXPECT_EQ(d.pay.ops.back().in_transit_until, d.now + d.policy.transit_horizon);
+}
+
+TEST(Decide, ResumeStartsTheHorizonAtTheRestart) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
+  d.now += 5s;  // the process died and came back
+  d.Apply(Resume{});
+  EXPECT_EQ(d.pay.ops.back().status, OpStatus::kInDoubt);
+  EXPECT_EQ(d.pay.ops.back().in_transit_until, d.now + d.policy.transit_horizon);
 }
 
 TEST(Decide, InitializedTransactionStopsEverythingUntilItResolves) {
@@ -694,8 +825,9 @@ TEST(Decide, RefusedResendAfterDoubtIsReadNotFailed) {
   d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
   std::string ref = d.last.calls.at(0).payee_reference;
   d.Apply(d.Result(ResultClass::kInDoubt));
-  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)}));
-  ASSERT_EQ(d.last.calls.at(0).payee_reference, ref);  // no trace: resent, same reference
+  auto resend = ReadUntilNotARead(d, {Driver::AuthTx(TxState::kCompleted)});
+  ASSERT_TRUE(resend.has_value());
+  ASSERT_EQ(resend->payee_reference, ref);  // no trace after the horizon: same reference
   // The first POST landed meanwhile; PayEx refuses the resend as a duplicate.
   PayexResult dup = d.Refused(400, "inputerror");
   dup.problem->problems.push_back({"Transaction.PayeeReference", "already used"});

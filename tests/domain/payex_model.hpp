@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -62,13 +63,21 @@ struct ModelPayment {
   }
 };
 
+// What PayEx does with a payeeReference it has seen (api: not documented).
+enum class DuplicateMode {
+  kReplay,  // answers with the first operation's result
+  kReject,  // 400 with a PayeeReference problem
+  kAllow,   // a new operation: the money moves again (what payorch must survive)
+};
+
 struct ModelOptions {
-  bool replay_duplicate_reference = true;  // else: reject a duplicate with 400
+  DuplicateMode duplicates = DuplicateMode::kReplay;
   double initialized_rate = 0.0;           // money transactions left Initialized
   double tx_failed_rate = 0.0;             // money transactions Failed (acquirer said no)
   double instant_approve_rate = 0.0;       // authorization Completed in the POST answer
   double auth_initialized_rate = 0.0;      // authorization Initialized in the POST answer
   bool abort_while_awaiting = true;        // api §8: undocumented; both are modelled
+  bool pending_while_awaiting = false;     // payment state Pending while the payer decides
 };
 
 class PayexModel {
@@ -82,8 +91,9 @@ class PayexModel {
     switch (call.kind) {
       case OpKind::kCreate: {
         auto it = create_refs_.find(call.payee_reference);
-        if (it != create_refs_.end()) {
-          if (!options_.replay_duplicate_reference) return Problem400("PayeeInfo.PayeeReference");
+        if (it != create_refs_.end() && options_.duplicates != DuplicateMode::kAllow) {
+          if (options_.duplicates == DuplicateMode::kReject)
+            return Problem400("PayeeInfo.PayeeReference");
           r.snapshot = Snapshot(payments_.at(it->second));
           return r;
         }
@@ -151,8 +161,9 @@ class PayexModel {
                       : call.kind == OpKind::kCancel ? TxType::kCancellation
                                                      : TxType::kReversal;
         for (const auto& tx : p->txs)
-          if (tx.payee_reference == call.payee_reference && tx.type != TxType::kAuthorization) {
-            if (!options_.replay_duplicate_reference)
+          if (tx.payee_reference == call.payee_reference && tx.type != TxType::kAuthorization &&
+              options_.duplicates != DuplicateMode::kAllow) {
+            if (options_.duplicates == DuplicateMode::kReject)
               return Problem400("Transaction.PayeeReference");
             r.transaction = ToTx(tx);
             return r;
@@ -261,6 +272,17 @@ class PayexModel {
     return n;
   }
   const std::map<std::string, int>& EffectsByReference() const { return effects_by_reference_; }
+  // Authorizations asked of the payer's phone (AwaitingActivity, or settled at once).
+  int AuthorizationsAsked(const std::string& order_id) const {
+    auto it = authorizations_per_order_.find(order_id);
+    return it == authorizations_per_order_.end() ? 0 : it->second;
+  }
+  // A read of one payment (for callbacks' and checks' sake), nullopt if unknown.
+  std::optional<PaymentSnapshot> Read(const std::string& payment_id) const {
+    auto it = payments_.find(payment_id);
+    if (it == payments_.end()) return std::nullopt;
+    return Snapshot(it->second);
+  }
   const std::map<std::string, ModelPayment>& Payments() const { return payments_; }
   int RuleViolations() const { return rule_violations_; }
 
@@ -281,11 +303,15 @@ class PayexModel {
     return t;
   }
 
-  static PaymentSnapshot Snapshot(const ModelPayment& p) {
+  PaymentSnapshot Snapshot(const ModelPayment& p) const {
     PaymentSnapshot s;
     s.payment_id = p.id;
-    s.state =
-        p.AnyInitialized() && p.state == PaymentState::kReady ? PaymentState::kPending : p.state;
+    const ModelTx* auth = p.Auth();
+    const bool awaiting = auth && auth->state == TxState::kAwaitingActivity;
+    s.state = (p.AnyInitialized() || (awaiting && options_.pending_while_awaiting)) &&
+                      p.state == PaymentState::kReady
+                  ? PaymentState::kPending
+                  : p.state;
     s.amount = p.Authorized();
     for (const auto& tx : p.txs) s.transactions.push_back(ToTx(tx));
     const ModelTx* a = p.Auth();

@@ -86,6 +86,7 @@ domain::Payment FullPayment(const std::string& order_id, int64_t salt) {
     op.transient_tries = 4000000000u;  // near the uint32 limit
     op.doubt_reads = i + 7;
     op.not_before = t(10 + i);
+    op.in_transit_until = t(12 + i);
     op.transaction_id = "tx-" + std::to_string(i);
     op.failure_code = "declined";
     p.ops.push_back(op);

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-namespace payorch::http {
+namespace payorch::metrics {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
@@ -93,4 +93,4 @@ class Registry {
 // {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 std::vector<double> LatencyBucketsSeconds();
 
-}  // namespace payorch::http
+}  // namespace payorch::metrics

@@ -1,4 +1,4 @@
-#include "app/config.hpp"
+#include "config/config.hpp"
 
 #include <toml.hpp>
 
@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <limits>
 
-namespace payorch::app {
+namespace payorch::config {
 
 using std::chrono::milliseconds;
 
@@ -357,6 +357,7 @@ const std::vector<Setting>& Settings() {
     s.push_back(Dur(p, "backoff_base", FIELD(payments.backoff_base)));
     s.push_back(Dur(p, "backoff_cap", FIELD(payments.backoff_cap)));
     s.push_back(Dur(p, "call_watchdog", FIELD(payments.call_watchdog)));
+    s.push_back(Dur(p, "transit_horizon", FIELD(payments.transit_horizon)));
 
     const std::string st = "store";
     s.push_back(Str(st, "path", FIELD(store.path), SR::kNonEmpty));
@@ -736,6 +737,11 @@ void Validate(const std::string& path, Config& c) {
   need(c.payments.call_watchdog >= 2 * x.request_timeout, "payments.call_watchdog",
        "must be at least twice payex.request_timeout (" + FormatDuration(x.request_timeout) +
            ")");
+  // An attempt may still land at PayEx after the client gave up on it; a resend
+  // before the horizon could move the money twice (design.md §2).
+  need(c.payments.transit_horizon >= 2 * x.request_timeout, "payments.transit_horizon",
+       "must be at least twice payex.request_timeout (" + FormatDuration(x.request_timeout) +
+           ")");
 
   std::string base = c.http.callback_base_url;
   while (base.size() > 1 && base.back() == '/') base.pop_back();
@@ -772,4 +778,4 @@ std::string DescribeConfig(const Config& config) {
   return line;
 }
 
-}  // namespace payorch::app
+}  // namespace payorch::config

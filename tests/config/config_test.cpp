@@ -1,6 +1,6 @@
 // Tests of the configuration loader: the shipped file, one error per kind of
 // mistake (each naming the setting), --set precedence and secrets never shown.
-#include "app/config.hpp"
+#include "config/config.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 
 #include <unistd.h>
 
-namespace payorch::app {
+namespace payorch::config {
 namespace {
 
 const std::string kShipped = std::string(PAYORCH_SOURCE_DIR) + "/config/payorch.toml";
@@ -257,9 +257,9 @@ TEST(Config, InvalidTomlNamesTheFile) {
 }
 
 }  // namespace
-}  // namespace payorch::app
+}  // namespace payorch::config
 
-namespace payorch::app {
+namespace payorch::config {
 namespace {
 
 TEST(Config, TheWatchdogMustOutlastACallsRequests) {
@@ -268,4 +268,4 @@ TEST(Config, TheWatchdogMustOutlastACallsRequests) {
 }
 
 }  // namespace
-}  // namespace payorch::app
+}  // namespace payorch::config

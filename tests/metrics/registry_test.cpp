@@ -1,6 +1,6 @@
 // The metrics registry: the exact exposition text, escaping, identity of series,
 // validation and collectors.
-#include "http/metrics.hpp"
+#include "metrics/registry.hpp"
 
 #include <cmath>
 #include <limits>
@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-namespace payorch::http {
+namespace payorch::metrics {
 namespace {
 
 TEST(Metrics, RendersTheExpositionFormatExactly) {
@@ -159,4 +159,4 @@ TEST(Metrics, LatencyBuckets) {
 }
 
 }  // namespace
-}  // namespace payorch::http
+}  // namespace payorch::metrics

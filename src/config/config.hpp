@@ -18,7 +18,7 @@
 #include "payex/options.hpp"
 #include "store/store.hpp"
 
-namespace payorch::app {
+namespace payorch::config {
 
 // Environment variables holding the secrets; nothing else reads secrets.
 inline constexpr std::string_view kPayexTokenEnv = "PAYORCH_PAYEX_TOKEN";
@@ -115,4 +115,4 @@ std::vector<std::string> SettingNames();
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 std::string FormatDuration(std::chrono::milliseconds d);
 
-}  // namespace payorch::app
+}  // namespace payorch::config

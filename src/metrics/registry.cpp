@@ -1,14 +1,14 @@
 // Exposition format: https://prometheus.io/docs/instrumenting/exposition_formats/
 // Numbers are written in the shortest form that reads back exactly (std::to_chars),
 // which is also what the Go client writes for "le" (0.005, 1, 2.5, +Inf).
-#include "http/metrics.hpp"
+#include "metrics/registry.hpp"
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
 
-namespace payorch::http {
+namespace payorch::metrics {
 namespace {
 
 enum Type { kCounter, kGauge, kHistogram };
@@ -250,4 +250,4 @@ std::vector<double> LatencyBucketsSeconds() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
-}  // namespace payorch::http
+}  // namespace payorch::metrics

@@ -1,0 +1,128 @@
+#include "engine/outbox_relay.hpp"
+
+#include <algorithm>
+
+#include "engine/log.hpp"
+
+namespace payorch::engine {
+
+namespace {
+// Publishes in flight at once; per order at most one.
+constexpr size_t kWindow = 2048;
+// Unsent outbox rows read per store query.
+constexpr size_t kLoad = 2048;
+}  // namespace
+
+OutboxRelay::OutboxRelay(Context& ctx, GroupCommit& commit)
+    : ctx_(ctx), commit_(commit), retry_timer_(ctx.ports.clock.MakeTimer()) {}
+
+void OutboxRelay::Wake(bool new_rows) {
+  if (new_rows) more_ = true;
+  if (posted_ || ctx_.stopped) return;
+  posted_ = true;
+  ctx_.ports.clock.Post([this] {
+    posted_ = false;
+    Round();
+  });
+}
+
+void OutboxRelay::Round() {
+  if (ctx_.stopped || ctx_.fatal) return;
+  if (more_ && pending_.size() < kLoad / 2) {
+    std::vector<store::OutboxRow> rows;
+    try {
+      rows = ctx_.store.UnsentOutbox(kLoad, cursor_);
+    } catch (const std::exception& e) {
+      ctx_.StoreBroken(e.what());
+      return;
+    }
+    more_ = rows.size() == kLoad;
+    for (auto& row : rows) {
+      cursor_ = std::max(cursor_, row.seq);
+      if (!seqs_.insert(row.seq).second) continue;
+      pending_.push_back(Row{std::move(row), false});
+    }
+  }
+  if (pending_.empty()) return;
+  if (!ctx_.ports.publisher.State().connected) {
+    RetryLater();
+    return;
+  }
+  for (auto it = pending_.begin(); it != pending_.end() && in_flight_ < kWindow;) {
+    const std::string& order_id = it->row.event.order_id;
+    if (!busy_orders_.insert(order_id).second) {
+      ++it;
+      continue;
+    }
+    ++in_flight_;
+    auto row = std::make_shared<Row>(std::move(*it));
+    it = pending_.erase(it);
+    ctx_.ports.publisher.Publish(row->row.event, [this, row](PublishOutcome res) {
+      OnPublished(std::move(*row), std::move(res));
+    });
+  }
+  if (more_ && pending_.size() < kLoad / 2) Wake();
+}
+
+void OutboxRelay::OnPublished(Row row, PublishOutcome res) {
+  --in_flight_;
+  busy_orders_.erase(row.row.event.order_id);
+  if (ctx_.stopped) return;
+  ctx_.metrics
+      .counter("payorch_events_published_total", "Payment events published, by result.",
+               {{"result", res.status}})
+      .Inc();
+  if (res.ok) {
+    backoff_ = std::chrono::milliseconds(0);
+    seqs_.erase(row.row.seq);
+    Log(Level::kDebug, "payment_event.published",
+        {{"order_id", row.row.event.order_id},
+         {"event_id", row.row.event.event_id},
+         {"kind", domain::EventKindName(row.row.event.kind)}});
+    if (!row.republish) commit_.MarkSent(row.row.seq);
+    Wake();
+    return;
+  }
+  Log(Level::kWarn, "payment_event.publish_failed",
+      {{"order_id", row.row.event.order_id},
+       {"event_id", row.row.event.event_id},
+       {"status", res.status},
+       {"detail", res.detail}});
+  // Back to the front: the order's later events are behind it in the list.
+  pending_.push_front(std::move(row));
+  RetryLater();
+}
+
+void OutboxRelay::RetryLater() {
+  if (retry_armed_ || ctx_.stopped) return;
+  backoff_ = std::clamp(backoff_ * 2, std::chrono::milliseconds(100),
+                        std::chrono::milliseconds(5000));
+  retry_armed_ = true;
+  retry_timer_->Arm(backoff_, [this] {
+    retry_armed_ = false;
+    Wake();
+  });
+}
+
+size_t OutboxRelay::Republish(const std::string& order_id, std::vector<store::OutboxRow> rows) {
+  size_t n = 0;
+  for (auto& row : rows) {
+    if (seqs_.count(row.seq)) continue;  // already on its way
+    seqs_.insert(row.seq);
+    // An unsent row is published as usual (and marked sent); a sent one again.
+    const bool again = row.sent_at.has_value();
+    auto pos = std::find_if(pending_.begin(), pending_.end(), [&](const Row& r) {
+      return r.row.event.order_id == order_id && r.row.seq > row.seq;
+    });
+    pending_.insert(pos, Row{std::move(row), again});
+    ++n;
+  }
+  Wake();
+  return n;
+}
+
+void OutboxRelay::Stop() {
+  retry_timer_->Cancel();
+}
+
+}  // namespace payorch::engine

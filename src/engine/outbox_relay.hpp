@@ -1,0 +1,60 @@
+// The outbox relay: committed payment events are published with confirms in
+// outbox order, one at a time per order (a consumer sees an order's events in
+// sequence even across reconnects and retries), and marked sent on the confirm
+// (with the next group commit). Failed publishes go back to the front and are
+// retried with backoff; a restart publishes again what was not confirmed (same
+// event_id: consumers deduplicate).
+// Thread: the engine thread. Errors: a store read that fails makes the engine fatal.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "engine/context.hpp"
+#include "engine/group_commit.hpp"
+
+namespace payorch::engine {
+
+class OutboxRelay {
+ public:
+  OutboxRelay(Context& ctx, GroupCommit& commit);
+
+  // New rows were committed (or the link came up): look for work.
+  void Wake(bool new_rows = false);
+  // An operator's republish: these rows go out again (unsent ones as usual),
+  // before the order's later rows still waiting. Returns how many were queued.
+  size_t Republish(const std::string& order_id, std::vector<store::OutboxRow> rows);
+
+  bool Idle() const { return in_flight_ == 0 && pending_.empty() && !more_; }
+  size_t in_flight() const { return in_flight_; }
+  void Stop();
+
+ private:
+  struct Row {
+    store::OutboxRow row;
+    bool republish = false;  // already marked sent: do not mark again
+  };
+  void Round();
+  void OnPublished(Row row, PublishOutcome res);
+  void RetryLater();
+
+  Context& ctx_;
+  GroupCommit& commit_;
+  std::list<Row> pending_;
+  std::unordered_set<int64_t> seqs_;  // pending or in flight
+  std::unordered_set<std::string> busy_orders_;
+  size_t in_flight_ = 0;
+  int64_t cursor_ = 0;
+  bool more_ = true;  // the store may hold unsent rows not yet loaded
+  bool posted_ = false;
+  std::unique_ptr<Timer> retry_timer_;
+  bool retry_armed_ = false;
+  std::chrono::milliseconds backoff_{0};
+};
+
+}  // namespace payorch::engine

@@ -1,0 +1,123 @@
+#include "runtime/daemon.hpp"
+
+#include <optional>
+
+#include "bus/topology.hpp"
+#include "engine/log.hpp"
+#include "http/callback_token.hpp"
+#include "metrics/registry.hpp"
+#include "runtime/asio_clock.hpp"
+#include "runtime/bus_ports.hpp"
+#include "runtime/payex_port.hpp"
+#include "runtime/writer_thread.hpp"
+
+namespace payorch::runtime {
+
+using engine::Level;
+using engine::Log;
+
+engine::Options EngineOptions(const config::Config& c) {
+  engine::Options o;
+  o.policy = c.payments;
+  o.max_batch = c.engine.max_batch;
+  o.commit_delay = c.engine.commit_delay;
+  o.max_concurrent_calls = c.engine.max_concurrent_calls;
+  o.payex_rate_limit = c.engine.payex_rate_limit;
+  return o;
+}
+
+namespace {
+
+// Three connections to one WAL file: the writer thread commits, the engine thread
+// reads what is committed, the checkpointer copies the WAL back.
+struct Stores {
+  explicit Stores(const config::Config& config) {
+    store::Options so = config.store.options;
+    // Checkpoints run on a thread of their own, so a commit never pays for one.
+    so.wal_autocheckpoint_pages = 0;
+    writer.emplace(store::Store::Open(config.store.path, so));
+    store::Options co = so;
+    co.quick_check = false;
+    co.create_if_missing = false;
+    reader.emplace(store::Store::Open(config.store.path, co));
+    checkpoint.emplace(store::Store::Open(config.store.path, co));
+  }
+  std::optional<store::Store> writer, reader, checkpoint;
+};
+
+payex::ClientOptions PayexOptions(const config::Config& config) {
+  payex::ClientOptions po = config.payex;
+  std::string secret = config.callback_secret;
+  po.callback_token = [secret](const std::string& order_id) {
+    return http::CallbackToken(secret, order_id);
+  };
+  // One line per PayEx call at debug level; not even built otherwise.
+  if (engine::LogEnabled(Level::kDebug))
+    po.log = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
+  return po;
+}
+
+}  // namespace
+
+struct Daemon::Parts {
+  Parts(boost::asio::any_io_executor ex, const config::Config& config, metrics::Registry& metrics)
+      : options(EngineOptions(config)),
+        stores(config),
+        clock(ex),
+        source(config.bus, clock),
+        publisher(config.bus, clock),
+        payex(ex, PayexOptions(config)),
+        writer(*stores.writer, clock, options.commit_attempts),
+        engine(options, engine::Ports{source, publisher, payex, clock, writer}, *stores.reader,
+               metrics) {}
+
+  engine::Options options;
+  Stores stores;
+  AsioClock clock;
+  BusSource source;
+  BusPublisher publisher;
+  PayexPort payex;
+  WriterThread writer;
+  std::optional<Checkpointer> checkpointer;
+  engine::Engine engine;
+};
+
+Daemon::Daemon(boost::asio::any_io_executor executor, const config::Config& config,
+               metrics::Registry& metrics) {
+  // A broker with an incompatible queue is a start-up error, not a retry loop. A
+  // broker that is down is not: the links connect (and declare) when it is back.
+  auto parts = std::make_unique<Parts>(executor, config, metrics);
+  try {
+    bus::DeclareTopology(config.bus);
+  } catch (const bus::TopologyError&) {
+    throw;
+  } catch (const bus::BusError& e) {
+    Log(Level::kWarn, "bus.unreachable_at_start",
+        {{"error", e.what()}, {"action", "starting anyway; the links keep retrying"}});
+  }
+  parts_ = std::move(parts);
+}
+
+Daemon::~Daemon() = default;
+
+void Daemon::Start(std::function<void()> on_stopped) {
+  parts_->checkpointer.emplace(*parts_->stores.checkpoint);
+  parts_->engine.Start([this, on_stopped = std::move(on_stopped)] {
+    parts_->checkpointer.reset();
+    if (!parts_->engine.Fatal()) {
+      store::WriteResult r = parts_->stores.reader->Checkpoint();
+      (void)r;
+    }
+    if (on_stopped) on_stopped();
+  });
+}
+
+void Daemon::Drain() {
+  parts_->engine.Drain();
+}
+
+engine::Engine& Daemon::engine() {
+  return parts_->engine;
+}
+
+}  // namespace payorch::runtime

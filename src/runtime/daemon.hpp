@@ -1,0 +1,45 @@
+// payorchd's engine on its production ports: the store's three connections (the
+// engine thread's reads, the writer thread, the checkpointer), the bus library's
+// consumer and publisher, the PayEx client, and Asio's clock and timers, all built
+// from the daemon's configuration. Thread: the io_context's one thread, plus the
+// writer, checkpointer and bus threads behind the ports.
+// Errors: the constructor throws (store, topology, bad configuration) with a
+// message naming what to fix; afterwards the engine's contract (engine.hpp).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "config/config.hpp"
+#include "engine/engine.hpp"
+
+namespace payorch::metrics {
+class Registry;
+}
+
+namespace payorch::runtime {
+
+// The engine's options from the daemon's configuration.
+engine::Options EngineOptions(const config::Config& config);
+
+class Daemon {
+ public:
+  Daemon(boost::asio::any_io_executor executor, const config::Config& config,
+         metrics::Registry& metrics);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  void Start(std::function<void()> on_stopped);
+  void Drain();
+  engine::Engine& engine();
+
+ private:
+  struct Parts;
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace payorch::runtime
