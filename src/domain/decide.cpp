@@ -483,7 +483,9 @@ class Machine {
     call.order_id = pay.order_id;
     call.payment_id = pay.payment_id;
     pay.in_flight = InFlight{call.call_id, op_id, now_};
-    call.send_by = now_ + policy_.call_watchdog;
+    // A read may leave whenever (its late answer is stale and ignored); anything
+    // else must not leave after the state machine could have stopped waiting.
+    if (call.kind != OpKind::kRead) call.send_by = now_ + policy_.call_watchdog;
     Note(std::string("call ") + OpKindName(call.kind) + " #" + std::to_string(call.call_id));
     d_.calls.push_back(std::move(call));
   }

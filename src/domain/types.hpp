@@ -360,7 +360,8 @@ struct PayexCall {
   std::string expand;                         // read: "$expand" value
   // The executor never sends the call after this (it answers kTransient, "not
   // sent"): a call that waited this long for a slot or the rate limit is given up,
-  // so it can never leave after the state machine stopped waiting for it.
+  // so it can never leave after the state machine stopped waiting for it. Zero
+  // for reads, which may leave whenever.
   Time send_by{};
 
   bool operator==(const PayexCall&) const = default;

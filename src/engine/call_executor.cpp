@@ -35,13 +35,18 @@ void CallExecutor::Enqueue(std::vector<domain::PayexCall> calls) {
 void CallExecutor::Pump() {
   while (!queue_.empty() && !ctx_.draining && !ctx_.fatal &&
          in_flight_ < ctx_.options.max_concurrent_calls) {
-    if (!TakeToken()) return;
-    domain::PayexCall call = std::move(queue_.front());
+    // Calls that will not be sent are settled before the rate limit is asked: they
+    // must not spend its tokens (under overload that would starve every call).
+    domain::PayexCall& front = queue_.front();
+    domain::Payment* p = decider_.Find(front.order_id);
+    const bool stale = !p || p->in_flight.call_id != front.call_id;
+    const bool expired = !stale && front.send_by != domain::Time{} && ctx_.Now() > front.send_by;
+    if (!stale && !expired && !TakeToken()) return;
+    domain::PayexCall call = std::move(front);
     queue_.pop_front();
     // A call that waited may have been given up meanwhile (the watchdog made it
     // in doubt, a read or a new attempt replaced it): never send it late.
-    domain::Payment* p = decider_.Find(call.order_id);
-    if (!p || p->in_flight.call_id != call.call_id) {
+    if (stale) {
       ctx_.metrics
           .counter("payorch_payex_calls_dropped_total",
                    "Queued PayEx calls dropped unsent because the payment moved on.")
@@ -51,7 +56,7 @@ void CallExecutor::Pump() {
            {"kind", domain::OpKindName(call.kind)}});
       continue;
     }
-    if (call.send_by != domain::Time{} && ctx_.Now() > call.send_by) {
+    if (expired) {
       // Waited past its send_by for a slot or the rate limit: the state machine
       // will not wait for it much longer, so it must not leave now. Nothing
       // happened at PayEx: "not sent" (transient), retried by the state machine.
@@ -80,6 +85,9 @@ void CallExecutor::Send(domain::PayexCall call) {
   run->call = std::move(call);
   run->sent = ctx_.ports.clock.Monotonic();
   run->watchdog = ctx_.ports.clock.MakeTimer();
+  // Held here until it finishes: a port that drops its callback (a request that
+  // never answers) must still free its slot, through the watchdog.
+  running_.emplace(run->call.call_id, run);
   // The watchdog counts from the send: a call that waited for a slot or the rate
   // limit is never given up while it is still on its way.
   std::weak_ptr<Running> weak = run;
@@ -93,15 +101,17 @@ void CallExecutor::Send(domain::PayexCall call) {
     res.result = domain::ResultClass::kInDoubt;
     Finish(r, res);
   });
-  ctx_.ports.payex.Execute(run->call, [this, run](domain::PayexResult r) {
-    if (run->finished) return;  // the watchdog answered for it already
+  ctx_.ports.payex.Execute(run->call, [this, weak](domain::PayexResult r) {
+    auto run = weak.lock();
+    if (!run || run->finished) return;  // the watchdog answered for it already
     Finish(run, std::move(r));
   });
 }
 
-void CallExecutor::Finish(const std::shared_ptr<Running>& run, domain::PayexResult r) {
+void CallExecutor::Finish(std::shared_ptr<Running> run, domain::PayexResult r) {
   run->finished = true;
   run->watchdog->Cancel();
+  running_.erase(run->call.call_id);
   --in_flight_;
   const domain::PayexCall& call = run->call;
   r.call_id = call.call_id;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/context.hpp"
@@ -37,13 +38,14 @@ class CallExecutor {
   struct Running;
   bool TakeToken();
   void Send(domain::PayexCall call);
-  void Finish(const std::shared_ptr<Running>& run, domain::PayexResult r);
+  void Finish(std::shared_ptr<Running> run, domain::PayexResult r);
 
   Context& ctx_;
   Decider& decider_;
   OnResult on_result_;
   std::list<domain::PayexCall> queue_;
   size_t in_flight_ = 0;
+  std::unordered_map<uint64_t, std::shared_ptr<Running>> running_;  // sent, not finished
   double tokens_ = 1;
   Steady tokens_at_{};
   std::unique_ptr<Timer> rate_timer_;
