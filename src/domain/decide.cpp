@@ -11,7 +11,9 @@ namespace payorch::domain {
 namespace {
 
 constexpr const char* kExpandAll = "authorizations,captures,cancellations,reversals";
-constexpr uint32_t kMaxCreateAttempts = 5;
+// Create attempts (each with its own reference) before a purchase fails: a guard
+// against a PayEx that calls every reference a duplicate.
+constexpr uint32_t kMaxCreateAttempts = 64;
 constexpr uint32_t kMaxAuthorizeDoubtReads = 8;
 constexpr uint32_t kMaxAbortRefusals = 10;
 // Op::failure_code while a refused resend is being checked by reading.
@@ -666,9 +668,12 @@ class Machine {
   void OnInDoubt(Op& op) {
     Payment& pay = p();
     if (op.kind == OpKind::kCreate) {
-      // A lost create cannot be looked up (its id never reached us). Creating again
-      // with the same payeeReference is safe: a payment moves no money, and PayEx
-      // either replays the first one or refuses the duplicate (then see below).
+      // A lost create cannot be looked up (its id never reached us), so it is
+      // created again. A payment moves no money, and the one that may exist is
+      // never authorized; it gets a reference of its own, since PayEx wants every
+      // payeeReference unique and does not say what it does with a repeated one.
+      ++op.attempt;
+      op.payee_reference = PayeeReference(pay.order_id, OpKind::kCreate, "", op.attempt);
       ++op.transient_tries;
       op.status = OpStatus::kQueued;
       op.not_before = now_ + Backoff(op.transient_tries, op.id);
