@@ -174,7 +174,12 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   if (!code || *code != 0) std::fprintf(stderr, "payorchd did not drain cleanly\n");
   std::string ledger;
   if (!sim.LedgerOk(&ledger)) std::fprintf(stderr, "ledger check failed: %s\n", ledger.c_str());
-  std::filesystem::remove_all(dir);
+  if (r.complete) {
+    std::filesystem::remove_all(dir);
+  } else {
+    std::fprintf(stderr, "kept %s for a look (payorchd.log, payex-sim.log, the store)\n",
+                 dir.c_str());
+  }
   return r;
 }
 

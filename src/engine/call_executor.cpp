@@ -14,6 +14,7 @@ double Seconds(Steady d) {
 }  // namespace
 
 struct CallExecutor::Running {
+  uint64_t key = 0;  // call ids are per payment: many payments have a call #1
   domain::PayexCall call;
   Steady sent{};
   std::unique_ptr<Timer> watchdog;
@@ -87,7 +88,8 @@ void CallExecutor::Send(domain::PayexCall call) {
   run->watchdog = ctx_.ports.clock.MakeTimer();
   // Held here until it finishes: a port that drops its callback (a request that
   // never answers) must still free its slot, through the watchdog.
-  running_.emplace(run->call.call_id, run);
+  run->key = ++last_key_;
+  running_.emplace(run->key, run);
   // The watchdog counts from the send: a call that waited for a slot or the rate
   // limit is never given up while it is still on its way.
   std::weak_ptr<Running> weak = run;
@@ -111,7 +113,7 @@ void CallExecutor::Send(domain::PayexCall call) {
 void CallExecutor::Finish(std::shared_ptr<Running> run, domain::PayexResult r) {
   run->finished = true;
   run->watchdog->Cancel();
-  running_.erase(run->call.call_id);
+  running_.erase(run->key);
   --in_flight_;
   const domain::PayexCall& call = run->call;
   r.call_id = call.call_id;

@@ -46,6 +46,7 @@ class CallExecutor {
   std::list<domain::PayexCall> queue_;
   size_t in_flight_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<Running>> running_;  // sent, not finished
+  uint64_t last_key_ = 0;
   double tokens_ = 1;
   Steady tokens_at_{};
   std::unique_ptr<Timer> rate_timer_;

@@ -202,7 +202,8 @@ class World {
   }
 
   void MakeOrders() {
-    const int orders = static_cast<int>(Between(1, 6));
+    burst_ = Roll() < 0.3;
+    const int orders = static_cast<int>(Between(1, burst_ ? 12 : 6));
     report_.orders = static_cast<uint64_t>(orders);
     for (int k = 0; k < orders; ++k) {
       const std::string order = "o" + std::to_string(seed_) + "-" + std::to_string(k);
@@ -232,10 +233,11 @@ class World {
       for (int i = 0; i < refunds; ++i)
         script.push_back(Ev(order, ++n, domain::RefundRequested{"r" + std::to_string(i),
                                                                  Between(1, total), 0, ""}));
-      // Published in order, at random times within the first minute and a half.
+      // Published in order, at random times within the first minute and a half;
+      // in some worlds every order starts at the same moment (a burst).
       std::vector<int64_t> times;
       for (size_t i = 0; i < script.size(); ++i)
-        times.push_back(Between(0, kPublishWithin.count()));
+        times.push_back(burst_ && i == 0 ? 1000 : Between(0, kPublishWithin.count()));
       std::sort(times.begin(), times.end());
       for (size_t i = 0; i < script.size(); ++i) {
         OrderEvent ev = script[i];
@@ -322,6 +324,14 @@ class World {
     if (process_->engine.Fatal()) return Fail("the engine is fatal at the end");
     if (broker_.queued() != 0)
       return Fail(std::to_string(broker_.queued()) + " order events never acked");
+    // Settled means idle: no call, commit or publish is held anywhere (a leaked
+    // slot would still let payments finish, slowly, through the watchdog).
+    const engine::EngineCounts c = process_->engine.Counts();
+    if (c.calls_in_flight || c.calls_queued || c.commits_in_flight || c.publishes_in_flight)
+      return Fail("the engine is not idle at the end: " + std::to_string(c.calls_in_flight) +
+                  " calls in flight, " + std::to_string(c.calls_queued) + " queued, " +
+                  std::to_string(c.commits_in_flight) + " commits, " +
+                  std::to_string(c.publishes_in_flight) + " publishes");
 
     // What consumers saw, deduplicated by event_id (the contract's promise).
     std::map<std::string, domain::PaymentEvent> by_id;
@@ -453,6 +463,7 @@ class World {
   int crashes_wanted_ = 0;
   int drains_wanted_ = 0;
   bool quiet_ = false;
+  bool burst_ = false;
   std::unique_ptr<Process> process_;
   std::vector<OrderEvent> published_;
   std::deque<std::string> tail_;
