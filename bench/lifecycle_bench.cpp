@@ -24,7 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "demo/kit.hpp"
+#include "kit/kit.hpp"
 
 namespace {
 

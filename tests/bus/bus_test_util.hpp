@@ -20,7 +20,7 @@
 #include "bus/publisher.hpp"
 #include "bus/topology.hpp"
 #include "codec/codec.hpp"
-#include "demo/kit.hpp"
+#include "kit/kit.hpp"
 
 namespace payorch::bus::testing {
 

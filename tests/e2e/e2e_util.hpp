@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "bus/topology.hpp"
-#include "demo/kit.hpp"
+#include "kit/kit.hpp"
 #include "domain/types.hpp"
 
 namespace payorch::e2e {

@@ -1,4 +1,4 @@
-#include "demo/kit.hpp"
+#include "kit/kit.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -10,8 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <amqp.h>
-#include <amqp_framing.h>
 
 #include <cerrno>
 #include <cstring>
@@ -22,7 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "bus/amqp_link.hpp"
+#include "bus/subscriber.hpp"
 #include "bus/topology.hpp"
 #include "codec/codec.hpp"
 
@@ -151,7 +149,7 @@ std::string FindBinary(const std::string& name) {
     }
   }
   for (const auto& root : roots) {
-    for (const char* sub : {"src/sim", "src/app", "src/ctl", "src/demo", "bench", ""}) {
+    for (const char* sub : {"src/sim", "src/app", "src/ctl", "tests/kit", "bench", ""}) {
       fs::path candidate = root / sub / name;
       if (fs::exists(candidate)) return candidate.string();
     }
@@ -475,28 +473,22 @@ bus::BusConfig UniqueBusConfig(const std::string& url, const std::string& suffix
 }
 
 BusClient::BusClient(bus::BusConfig config) : config_(std::move(config)) {
-  queue_ = "kit.events." + RandomSuffix();
   {
     bus::Admin admin(config_, "payorch kit setup");
     admin.DeclareTopology(config_.topology);
   }
   publisher_ = std::make_unique<bus::Publisher>(config_);
   publisher_->Start();
-  thread_ = std::thread([this] { SubscriberLoop(); });
-  bool ok = WaitFor([&] { return subscribed_.load() || stop_.load(); }, 20s);
-  if (!ok || !subscribed_) {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    throw std::runtime_error("kit: cannot subscribe to " + config_.topology.payments_exchange +
-                             ": " + subscriber_error_);
-  }
+  // Every payment event, as a consumer of the contract would see it.
+  subscriber_ = std::make_unique<bus::Subscriber>(
+      config_, config_.topology.payments_exchange, "payment.#",
+      [this](bus::Observed o) { OnObserved(std::move(o)); });
   bool connected = WaitFor([&] { return publisher_->Status().connected; }, 20s);
   if (!connected) throw std::runtime_error("kit: the publisher did not connect to the broker");
 }
 
 BusClient::~BusClient() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
+  subscriber_.reset();
   publisher_->Stop();
 }
 
@@ -575,50 +567,19 @@ void BusClient::OnEvent(std::function<void(const Received&)> f) {
   on_event_ = std::move(f);
 }
 
-// A plain AMQP consumer of a private queue (auto-ack: the kit only observes).
-void BusClient::SubscriberLoop() {
-  using bus::detail::Bytes;
-  try {
-    bus::detail::Connection c(config_, "payorch kit subscriber");
-    c.OpenChannel(1);
-    amqp_queue_declare(c.get(), 1, Bytes(queue_), 0, /*durable=*/0, /*exclusive=*/1,
-                       /*auto_delete=*/1, amqp_empty_table);
-    c.Check("queue.declare " + queue_);
-    amqp_queue_bind(c.get(), 1, Bytes(queue_), Bytes(config_.topology.payments_exchange),
-                    amqp_cstring_bytes("payment.#"), amqp_empty_table);
-    c.Check("queue.bind " + queue_);
-    amqp_basic_consume(c.get(), 1, Bytes(queue_), amqp_empty_bytes, 0, /*no_ack=*/1, 1,
-                       amqp_empty_table);
-    c.Check("basic.consume " + queue_);
-    subscribed_ = true;
-    while (!stop_) {
-      amqp_frame_t frame;
-      if (!c.NextFrame(frame, 100ms)) continue;
-      if (frame.frame_type != AMQP_FRAME_METHOD || frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
-        continue;
-      auto* d = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded);
-      std::string routing_key = bus::detail::ToString(d->routing_key);
-      bus::Properties props;
-      std::string body;
-      c.ReadContent(1, props, body);
-      auto at = std::chrono::steady_clock::now();
-      auto ev = codec::DecodePaymentEvent(body);
-      amqp_maybe_release_buffers(c.get());
-      if (!ev) continue;
-      Received r{std::move(*ev), routing_key, props.message_id.value_or(""), at};
-      std::function<void(const Received&)> cb;
-      {
-        std::lock_guard lock(mu_);
-        events_.push_back(r);
-        cb = on_event_;
-      }
-      cv_.notify_all();
-      if (cb) cb(r);
-    }
-  } catch (const std::exception& e) {
-    subscriber_error_ = e.what();
-    stop_ = true;
+void BusClient::OnObserved(bus::Observed o) {
+  auto at = std::chrono::steady_clock::now();
+  auto ev = codec::DecodePaymentEvent(o.body);
+  if (!ev) return;
+  Received r{std::move(*ev), o.routing_key, o.properties.message_id.value_or(""), at};
+  std::function<void(const Received&)> cb;
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back(r);
+    cb = on_event_;
   }
+  cv_.notify_all();
+  if (cb) cb(r);
 }
 
 }  // namespace payorch::kit

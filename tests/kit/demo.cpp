@@ -27,7 +27,7 @@
 
 #include "bus/message.hpp"
 #include "bus/topology.hpp"
-#include "demo/kit.hpp"
+#include "kit/kit.hpp"
 #include "domain/decide.hpp"
 #include "domain/types.hpp"
 

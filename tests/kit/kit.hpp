@@ -23,6 +23,7 @@
 
 #include "bus/config.hpp"
 #include "bus/publisher.hpp"
+#include "bus/subscriber.hpp"
 #include "domain/types.hpp"
 
 namespace payorch::kit {
@@ -185,20 +186,16 @@ class BusClient {
   const bus::BusConfig& config() const { return config_; }
 
  private:
-  void SubscriberLoop();
+  void OnObserved(bus::Observed o);
 
   bus::BusConfig config_;
-  std::string queue_;
   std::unique_ptr<bus::Publisher> publisher_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Received> events_;
   std::function<void(const Received&)> on_event_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> subscribed_{false};
-  std::string subscriber_error_;
-  std::thread thread_;
   std::atomic<size_t> confirmed_{0}, failed_{0};
+  std::unique_ptr<bus::Subscriber> subscriber_;  // last: stopped first
 };
 
 // A bus configuration whose names all end in `suffix` (tests run side by side).
