@@ -14,7 +14,10 @@ constexpr const char* kExpandAll = "authorizations,captures,cancellations,revers
 // Create attempts (each with its own reference) before a purchase fails: a guard
 // against a PayEx that calls every reference a duplicate.
 constexpr uint32_t kMaxCreateAttempts = 64;
-constexpr uint32_t kMaxAuthorizeDoubtReads = 8;
+// Authorization POSTs sent again after no trace was found (Op::attempt counts them;
+// an authorization has no payeeReference of its own): then the payment is aborted.
+// Reads spent waiting for the transit horizon do not count.
+constexpr uint32_t kMaxAuthorizeResends = 4;
 constexpr uint32_t kMaxAbortRefusals = 10;
 // Op::failure_code while a refused resend is being checked by reading.
 constexpr const char* kRefusedMark = "refused:";
@@ -718,7 +721,7 @@ class Machine {
         return;
       case OpKind::kAuthorize: {
         std::string key = ProblemKey(problem.type);
-        if (key == "forbidden" && op.doubt_reads < kMaxAuthorizeDoubtReads) {
+        if (key == "forbidden" && op.attempt < kMaxAuthorizeResends) {
           // Refused because of the payment's state: maybe an earlier attempt of ours
           // did get through. Read before concluding.
           op.status = OpStatus::kInDoubt;
@@ -1083,9 +1086,10 @@ class Machine {
             // Our POST may still be on its way: a resend now could push a second
             // request to the payer's phone once the first lands.
             KeepReadingUntilHorizon(op);
-          } else if (s.can_authorize && op.doubt_reads < kMaxAuthorizeDoubtReads) {
+          } else if (s.can_authorize && op.attempt < kMaxAuthorizeResends) {
             op.status = OpStatus::kQueued;  // PayEx has no trace of it: send it again
             op.not_before = now_;
+            ++op.attempt;
             pay.phase = Phase::kAuthorizing;
           } else {
             // No trace and no way to send it again: close the payment by aborting,

@@ -616,6 +616,32 @@ TEST(Decide, EveryMoneyMoveWaitsForTheHorizonOfItsLastAttempt) {
   EXPECT_GE(a.now, doubt_at + a.policy.transit_horizon);
 }
 
+TEST(Decide, ALongHorizonStillEndsInAResentAuthorizationNotAnAbort) {
+  // The reads that wait for the horizon must not use up the authorization's
+  // resends: a POST that never reached PayEx is sent again, not given up.
+  Driver d = InPhase(Phase::kAuthorizing);
+  d.policy.transit_horizon = 15min;
+  ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kAuthorize);
+  const Time doubt_at = d.now;
+  d.Apply(d.Result(ResultClass::kInDoubt));
+  PayexResult empty = d.Snapshot(PaymentState::kReady, {});
+  for (int i = 0; i < 60; ++i) {
+    if (d.last.calls.empty()) {
+      d.now = std::max(d.now, d.pay.due_at);
+      d.Apply(Tick{});
+      continue;
+    }
+    if (d.last.calls[0].kind != OpKind::kRead) break;
+    empty.call_id = d.pay.in_flight.call_id;
+    empty.snapshot->can_authorize = true;
+    d.Apply(empty);
+  }
+  ASSERT_FALSE(d.last.calls.empty());
+  EXPECT_EQ(d.last.calls[0].kind, OpKind::kAuthorize);
+  EXPECT_GE(d.now, doubt_at + d.policy.transit_horizon);
+  EXPECT_EQ(d.pay.phase, Phase::kAuthorizing);
+}
+
 TEST(Decide, TheHorizonCountsFromTheLastAttemptNotTheFirst) {
   Driver d = Authorized();
   d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));

@@ -33,6 +33,7 @@ class FakeBroker {
       : loop_(loop), rng_(rng), faults_(faults) {}
 
   void set_faults(BusFaults f) { faults_ = f; }
+  void set_crash_hook(CrashHook h) { crash_ = std::move(h); }
 
   // ---- the order services' side ------------------------------------------------
   void PublishOrderEvent(const domain::OrderEvent& ev) {
@@ -75,6 +76,7 @@ class FakeBroker {
     if (it == queue_.end()) return;
     queue_.erase(it);
     --unacked_;
+    if (crash_) crash_("right after an ack");
     Kick();
   }
   void Requeue(uint64_t gen, uint64_t tag) {
@@ -97,8 +99,14 @@ class FakeBroker {
     }
     const Duration d(static_cast<int64_t>(rng_() % 5));
     const double r = Roll();
-    loop_.After(d, [this, ev, done, r] {
-      if (r < faults_.nack) {
+    const uint64_t link = publisher_link_;
+    loop_.After(d, [this, ev, done, r, link] {
+      if (link != publisher_link_) {
+        // The connection went down meanwhile: the confirm never comes, whether
+        // or not the broker took the message.
+        if (r < 0.5) payment_events_.push_back(ev);
+        done({false, "connection_lost", "connection lost"});
+      } else if (r < faults_.nack) {
         done({false, "nacked", "broker refused"});
       } else if (r < faults_.nack + faults_.confirm_lost) {
         payment_events_.push_back(ev);  // the broker has it; the confirm never comes
@@ -106,6 +114,7 @@ class FakeBroker {
         done({false, "connection_lost", "confirm lost"});
       } else {
         payment_events_.push_back(ev);
+        if (crash_) crash_("after the broker took an event, before its confirm");
         done({true, "confirmed", ""});
       }
     });
@@ -118,6 +127,7 @@ class FakeBroker {
   }
   void ClosePublisher() {
     ++publisher_session_;
+    ++publisher_link_;
     on_connected_ = nullptr;
     publisher_up_ = false;
   }
@@ -141,6 +151,7 @@ class FakeBroker {
   void DropPublisher() {
     if (!publisher_up_) return;
     publisher_up_ = false;
+    ++publisher_link_;
     const uint64_t session = publisher_session_;
     loop_.After(Duration(1 + static_cast<int64_t>(rng_() % faults_.reconnect_max.count())),
                 [this, session] {
@@ -201,6 +212,8 @@ class FakeBroker {
   bool consumer_up_ = false;
   uint64_t session_ = 0;            // bumps when a process opens or closes the consumer
   uint64_t publisher_session_ = 0;  // the same for the publisher
+  uint64_t publisher_link_ = 0;     // bumps whenever the publisher's connection goes
+  CrashHook crash_;
   std::function<void(engine::Delivery)> deliver_;
   bool publisher_up_ = false;
   std::function<void()> on_connected_;

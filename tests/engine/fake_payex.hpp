@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "domain/payex_model.hpp"
 #include "engine/ports.hpp"
@@ -41,6 +42,10 @@ class FakePayex {
       : loop_(loop), rng_(rng), model_(model), faults_(faults) {}
 
   void set_faults(PayexFaults f) { faults_ = f; }
+  // Money requests sent again while an earlier attempt of the same payeeReference
+  // had not yet landed and shown in reads: the in-transit rule broken, whatever
+  // PayEx then does with the repeated reference.
+  const std::vector<std::string>& violations() const { return violations_; }
   // Where callbacks go (the live process's engine), or nothing while it is down.
   void set_callback(std::function<void(const std::string& order_id)> cb) { callback_ = cb; }
   // Payers answer, settle Initialized transactions: a quiet PayEx.
@@ -52,6 +57,22 @@ class FakePayex {
 
   void Execute(const domain::PayexCall& call, std::function<void(domain::PayexResult)> done) {
     orders_.insert(call.order_id);
+    const bool money = call.kind == domain::OpKind::kCapture ||
+                       call.kind == domain::OpKind::kCancel ||
+                       call.kind == domain::OpKind::kReverse;
+    if (money) {
+      auto it = landing_by_.find(call.payee_reference);
+      if (it != landing_by_.end() && loop_.now() < it->second)
+        violations_.push_back(std::string(domain::OpKindName(call.kind)) + " " +
+                              call.payee_reference + " sent again " +
+                              std::to_string((it->second - loop_.now()).count()) +
+                              " ms before an earlier attempt had surely landed");
+    }
+    auto lands = [&](Duration after) {
+      if (!money) return;
+      Time& t = landing_by_[call.payee_reference];
+      t = std::max(t, loop_.now() + after + faults_.read_lag_max);
+    };
     const Duration latency(1 + static_cast<int64_t>(rng_() % faults_.latency_max.count()));
     const double r = Roll();
     double edge = 0;
@@ -70,6 +91,7 @@ class FakePayex {
       if (call.kind == domain::OpKind::kRead) doubt.result = domain::ResultClass::kTransient;
       loop_.After(latency, [done, doubt] { done(doubt); });
     } else if (in(faults_.doubt_after)) {
+      lands(latency / 2);
       loop_.After(latency / 2, [this, call] { Apply(call); });
       loop_.After(latency, [done, doubt] { done(doubt); });
     } else if (in(faults_.late)) {
@@ -79,12 +101,17 @@ class FakePayex {
                                                                     faults_.request_timeout)
                                                                        .count()));
       ++late_effects_;
+      lands(land);
       loop_.After(land, [this, call] { Apply(call); });
       loop_.After(faults_.request_timeout, [done, doubt] { done(doubt); });
     } else if (in(faults_.hang)) {
-      if (Roll() < 0.5) loop_.After(latency, [this, call] { Apply(call); });
+      if (Roll() < 0.5) {
+        lands(latency);
+        loop_.After(latency, [this, call] { Apply(call); });
+      }
       // no answer: the executor's watchdog gives up on it
     } else {
+      lands(latency / 2);
       loop_.After(latency / 2, [this, call, done, latency] {
         domain::PayexResult res = Apply(call);
         loop_.After(latency / 2, [done, res] { done(res); });
@@ -177,6 +204,8 @@ class FakePayex {
   PayexFaults faults_;
   std::function<void(const std::string&)> callback_;
   std::map<std::string, Time> visible_at_;
+  std::map<std::string, Time> landing_by_;  // payeeReference -> every attempt landed and shown
+  std::vector<std::string> violations_;
   std::set<std::string> orders_;
   uint64_t late_effects_ = 0;
   uint64_t payer_answers_ = 0;
@@ -189,12 +218,15 @@ class SimPayexPort : public engine::PayexExecutor {
   void Execute(const domain::PayexCall& call,
                std::function<void(domain::PayexResult)> done) override {
     payex_.Execute(call, loop_.Guard(std::move(done)));
+    if (crash_) crash_("right after a PayEx call left");
   }
+  void set_crash_hook(CrashHook h) { crash_ = std::move(h); }
   void Close() override {}
 
  private:
   Loop& loop_;
   FakePayex& payex_;
+  CrashHook crash_;
 };
 
 }  // namespace payorch::sim

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <functional>
 #include <memory>
 #include <queue>
 #include <random>
@@ -35,6 +36,8 @@ class Loop {
   // World events (the payer, PayEx's own work, the order services) always run.
   void At(Time t, Fn fn) { Push(std::max(t, now_), 0, std::move(fn)); }
   void After(Duration d, Fn fn) { At(now_ + d, std::move(fn)); }
+  // Before anything else due now (a crash at an exact step of the process).
+  void Urgent(Fn fn) { queue_.push(Event{now_, ++seq_, 0, std::move(fn), true}); }
   // Events of the current process: dropped if it crashes first.
   void ProcessAfter(Duration d, Fn fn) { Push(now_ + std::max(d, Duration(0)), epoch_, std::move(fn)); }
   // Wraps a callback into the current process: it does nothing once that process died.
@@ -74,10 +77,15 @@ class Loop {
     uint64_t seq;
     uint64_t epoch;
     Fn fn;
-    bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+    bool urgent = false;
+    bool operator>(const Event& o) const {
+      if (at != o.at) return at > o.at;
+      if (urgent != o.urgent) return o.urgent;
+      return seq > o.seq;
+    }
   };
   void Push(Time t, uint64_t epoch, Fn fn) {
-    queue_.push(Event{t, ++seq_, epoch, std::move(fn)});
+    queue_.push(Event{t, ++seq_, epoch, std::move(fn), false});
   }
 
   Time now_;
@@ -117,17 +125,22 @@ class SimClock : public engine::Clock {
   Loop& loop_;
 };
 
+// Where the world may kill the process at an exact step ("after a commit", ...).
+using CrashHook = std::function<void(const char* where)>;
+
 // Commits on the process's own store connection after a short, random delay, in
 // submission order; the answer reaches the engine a little later. A crash between
 // the two leaves a commit that is durable but was never acted on, as SIGKILL after
-// the fsync would.
+// the fsync would. Now and then the disk stalls for longer than call_watchdog.
 class SimWriter : public engine::Writer {
  public:
-  SimWriter(Loop& loop, store::Store& store, std::mt19937_64& rng)
-      : loop_(loop), store_(store), rng_(rng) {}
+  SimWriter(Loop& loop, store::Store& store, std::mt19937_64& rng, double stall_rate,
+            CrashHook crash)
+      : loop_(loop), store_(store), rng_(rng), stall_rate_(stall_rate), crash_(std::move(crash)) {}
   void Submit(std::shared_ptr<engine::CommitJob> job,
               std::function<void(store::WriteResult, engine::Steady)> done) override {
-    const Duration d(static_cast<int64_t>(rng_() % 4));
+    Duration d(static_cast<int64_t>(rng_() % 4));
+    if (std::uniform_real_distribution<double>(0, 1)(rng_) < stall_rate_) d = 12s;
     ready_at_ = std::max(ready_at_, loop_.now() + d);
     const Duration wait = ready_at_ - loop_.now();
     loop_.ProcessAfter(wait, [this, job, done = std::move(done)]() mutable {
@@ -139,6 +152,7 @@ class SimWriter : public engine::Writer {
       } else {
         r = engine::CommitRetryingWhenBusy(store_, *job, loop_.now(), 1, {});
         failed_ = !r.ok;
+        if (r.ok && crash_) crash_("after a commit, before its acks and calls");
       }
       const Duration back(static_cast<int64_t>(rng_() % 3));
       loop_.ProcessAfter(back, [done = std::move(done), r = std::move(r)]() mutable {
@@ -152,6 +166,8 @@ class SimWriter : public engine::Writer {
   Loop& loop_;
   store::Store& store_;
   std::mt19937_64& rng_;
+  double stall_rate_;
+  CrashHook crash_;
   Time ready_at_{};
   bool failed_ = false;
   bool stopped_ = false;

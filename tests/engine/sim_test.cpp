@@ -19,7 +19,7 @@ namespace {
 
 struct Totals {
   uint64_t worlds = 0, orders = 0, order_events = 0, payment_events = 0, crashes = 0,
-           drains = 0, late_effects = 0, events = 0;
+           drains = 0, late_effects = 0, events = 0, expired = 0, watchdogs = 0, dropped = 0;
   std::map<std::string, uint64_t> outcomes;
 };
 
@@ -54,6 +54,9 @@ void RunWorlds(const char* name, uint64_t first_seed, uint64_t count, Hostility 
     t.crashes += r.crashes;
     t.drains += r.drains;
     t.late_effects += r.late_effects;
+    t.expired += r.calls_expired;
+    t.watchdogs += r.call_watchdogs;
+    t.dropped += r.calls_dropped;
     t.events += r.events_run;
     for (const auto& o : r.outcomes) ++t.outcomes[o];
   }
@@ -67,12 +70,24 @@ void RunWorlds(const char* name, uint64_t first_seed, uint64_t count, Hostility 
       static_cast<unsigned long long>(t.payment_events), static_cast<unsigned long long>(t.crashes),
       static_cast<unsigned long long>(t.drains), static_cast<unsigned long long>(t.late_effects),
       static_cast<unsigned long long>(t.events));
+  std::printf("%s: calls expired in the queue %llu, given up by the executor's watchdog %llu, "
+              "dropped because the payment moved on %llu\n",
+              name, static_cast<unsigned long long>(t.expired),
+              static_cast<unsigned long long>(t.watchdogs),
+              static_cast<unsigned long long>(t.dropped));
   std::string line;
   for (const auto& [k, n] : t.outcomes) line += " " + k + "=" + std::to_string(n);
   std::printf("%s: outcomes:%s\n", name, line.c_str());
-  if (count >= 100)
+  if (count >= 100) {
     for (const auto& o : must_see)
       EXPECT_GT(t.outcomes[o], 0u) << "no world produced " << o << ": the worlds miss a path";
+    if (hostility.faults) {
+      EXPECT_GT(t.late_effects, 0u) << "no PayEx effect landed late";
+      EXPECT_GT(t.expired, 0u) << "no queued call ever outlived its send_by";
+      EXPECT_GT(t.watchdogs, 0u) << "the executor's watchdog never fired";
+    }
+    if (hostility.crashes) EXPECT_GT(t.crashes, 0u) << "no crash happened";
+  }
 }
 
 const std::vector<std::string> kEveryPath = {

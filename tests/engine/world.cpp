@@ -43,15 +43,18 @@ domain::Policy SimPolicy() {
 // payorchd as one process: its store connection, its ports, its engine.
 struct Process {
   Process(Loop& loop, const std::string& path, const engine::Options& options,
-          FakeBroker& broker, FakePayex& payex, std::mt19937_64& rng)
+          FakeBroker& broker, FakePayex& payex, std::mt19937_64& rng, double stall_rate,
+          CrashHook crash)
       : store(store::Store::Open(path, StoreOptions())),
         clock(loop),
         source(loop, broker),
         publisher(loop, broker),
         executor(loop, payex),
-        writer(loop, store, rng),
+        writer(loop, store, rng, stall_rate, crash),
         engine(options, engine::Ports{source, publisher, executor, clock, writer}, store,
-               registry) {}
+               registry) {
+    executor.set_crash_hook(std::move(crash));
+  }
 
   static store::Options StoreOptions() {
     store::Options o;
@@ -105,6 +108,9 @@ class World {
     Check();
     report_.events_run = loop_.executed();
     report_.late_effects = payex_.late_effects();
+    report_.calls_expired = seen_["event=payex.call_expired"];
+    report_.call_watchdogs = seen_["event=payex.call_watchdog"];
+    report_.calls_dropped = seen_["event=payex.call_dropped"];
     if (process_) Exit();
     engine::SetLogSink(engine::Level::kWarn, nullptr);
     return report_;
@@ -122,6 +128,8 @@ class World {
   }
 
   void Line(std::string_view line) {
+    for (auto& [needle, n] : seen_)
+      if (line.find(needle) != std::string_view::npos) ++n;
     std::string s = "t=" + std::to_string((domain::ToMillis(loop_.now()) - kStart)) + "ms " +
                     std::string(line);
     if (trace_) std::printf("%s\n", s.c_str());
@@ -154,6 +162,9 @@ class World {
 
   void DrawHostility(Hostility h) {
     crashes_wanted_ = h.crashes ? static_cast<int>(rng_() % 4) : 0;
+    // Crashes at exact steps: after a commit before its acks, right after a PayEx
+    // call left, right after an ack, after the broker took an event unconfirmed.
+    step_crashes_left_ = h.crashes ? static_cast<int>(rng_() % 3) : 0;
     drains_wanted_ = h.crashes && Roll() < 0.3 ? 1 : 0;
     if (h.faults && Roll() < 0.85) {
       const double level = Roll() < 0.3 ? 2.0 : 1.0;
@@ -169,9 +180,11 @@ class World {
       payex_faults_.callback_lost = 0.3;
       payex_faults_.callback_duplicate = 0.2;
       payex_faults_.initialized_settles = 0.1;
+      stall_rate_ = 0.01 * level;
     }
     broker_.set_faults(bus_faults_);
     payex_.set_faults(payex_faults_);
+    broker_.set_crash_hook([this](const char* where) { MaybeCrashAt(where); });
     const char* dup[] = {"replay", "reject", "allow"};
     describe_ = std::string("duplicates=") + dup[static_cast<int>(model_options_.duplicates)] +
                 " crashes=" + std::to_string(crashes_wanted_) +
@@ -257,7 +270,9 @@ class World {
     if (process_) return;
     Note("payorchd starts (epoch " + std::to_string(loop_.epoch()) + ")");
     try {
-      process_ = std::make_unique<Process>(loop_, path_, options_, broker_, payex_, rng_);
+      process_ = std::make_unique<Process>(loop_, path_, options_, broker_, payex_, rng_,
+                                           quiet_ ? 0.0 : stall_rate_,
+                                           [this](const char* where) { MaybeCrashAt(where); });
     } catch (const std::exception& e) {
       Fail(std::string("the store does not open after a restart: ") + e.what());
       return;
@@ -280,9 +295,23 @@ class World {
   // SIGKILL: nothing of the process runs again; the broker takes back its
   // unacked deliveries, its connections close, PayEx keeps what reached it.
   void Exit() {
-    loop_.Crash();
     payex_.set_callback(nullptr);
-    process_.reset();
+    process_.reset();  // whatever its teardown schedules still belongs to it...
+    loop_.Crash();     // ...and dies with it
+  }
+
+  // A SIGKILL at an exact step, now and then, before anything else runs.
+  void MaybeCrashAt(const char* where) {
+    if (quiet_ || step_crashes_left_ <= 0 || !process_ || Roll() >= 0.03) return;
+    --step_crashes_left_;
+    const uint64_t epoch = loop_.epoch();
+    loop_.Urgent([this, where, epoch] {
+      if (!process_ || loop_.epoch() != epoch) return;
+      ++report_.crashes;
+      Note(std::string("SIGKILL ") + where);
+      Exit();
+      loop_.After(Duration(Between(50, 5000)), [this] { StartProcess(); });
+    });
   }
 
   void ScheduleCrashes() {
@@ -370,6 +399,21 @@ class World {
         return Fail("order " + order + ": sequence gap (" + std::to_string(seqs.size()) +
                     " events, last " + std::to_string(*seqs.rbegin()) + ")");
 
+    if (!payex_.violations().empty())
+      return Fail("the in-transit rule was broken: " + payex_.violations().front());
+    // Consumers see an order's events in sequence: the first copy of n + 1 comes
+    // after the first copy of n.
+    {
+      std::map<std::string, uint64_t> next;
+      std::set<std::string> seen_ids;
+      for (const auto& ev : broker_.payment_events()) {
+        if (!seen_ids.insert(ev.event_id).second) continue;
+        uint64_t& want = next[ev.order_id];
+        if (ev.sequence != ++want)
+          return Fail("order " + ev.order_id + ": event " + std::to_string(ev.sequence) +
+                      " published before event " + std::to_string(want));
+      }
+    }
     const testing::PayexModel& m = payex_.model();
     for (const auto& [ref, n] : m.EffectsByReference())
       if (n != 1) return Fail("PayEx applied payeeReference " + ref + " " + std::to_string(n) + " times");
@@ -462,6 +506,12 @@ class World {
   std::string describe_;
   int crashes_wanted_ = 0;
   int drains_wanted_ = 0;
+  int step_crashes_left_ = 0;
+  double stall_rate_ = 0;
+  std::map<std::string, uint64_t> seen_ = {{"event=payex.call_expired", 0},
+                                           {"event=payex.call_watchdog", 0},
+                                           {"event=payex.call_dropped", 0},
+                                           {"event=store.commit", 0}};
   bool quiet_ = false;
   bool burst_ = false;
   std::unique_ptr<Process> process_;

@@ -32,6 +32,9 @@ struct WorldReport {
   uint64_t crashes = 0;
   uint64_t drains = 0;
   uint64_t late_effects = 0;
+  uint64_t calls_expired = 0;   // queued past their send_by (a stalled commit)
+  uint64_t call_watchdogs = 0;  // sent and never answered (the executor gave up)
+  uint64_t calls_dropped = 0;   // queued while their payment moved on
   uint64_t events_run = 0;
   std::vector<std::string> outcomes;  // "authorized", "captured", ... per answer
 };
