@@ -8,6 +8,7 @@
 #include "metrics/registry.hpp"
 #include "runtime/asio_clock.hpp"
 #include "runtime/bus_ports.hpp"
+#include "runtime/checkpointer.hpp"
 #include "runtime/payex_port.hpp"
 #include "runtime/writer_thread.hpp"
 

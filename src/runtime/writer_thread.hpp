@@ -3,6 +3,7 @@
 // submitted; a commit refused as busy is tried again (CommitRetryingWhenBusy).
 // Thread: its own; results are posted to the engine thread (Clock::Post).
 // Errors: after a failed job every later one fails too ("an earlier commit failed").
+// The WAL checkpoints are checkpointer.hpp.
 #pragma once
 
 #include <condition_variable>
@@ -38,23 +39,6 @@ class WriterThread : public engine::Writer {
   std::deque<Item> queue_;
   bool stop_ = false;
   bool failed_ = false;  // writer thread only
-  std::thread thread_;
-};
-
-// Copies the WAL into the database file off the engine thread every 250 ms, so a
-// commit never waits for a checkpoint (store_bench measured this as the faster
-// path). Thread: its own, with its own store connection. Errors: logged.
-class Checkpointer {
- public:
-  explicit Checkpointer(store::Store& store);
-  ~Checkpointer();  // Stop()
-  void Stop();
-
- private:
-  store::Store& store_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
   std::thread thread_;
 };
 
