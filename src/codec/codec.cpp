@@ -10,6 +10,7 @@
 #include <climits>
 #include <string>
 
+#include "domain/decide.hpp"
 #include "payorch/v1/order_event.pb.h"
 #include "payorch/v1/payment_event.pb.h"
 
@@ -428,10 +429,22 @@ DecodeResult DecodeOrderEvent(std::string_view body, std::string_view content_ty
                                                   ", nanos " +
                                                   std::to_string(m.occurred_at().nanos()) + ")"};
 
+  // What the ids say is never echoed unless valid: a 100 KB id or one with
+  // terminal escapes must not reach a header or a log line.
+  auto bad_id = [](const char* name, const std::string& id) {
+    return std::string(name) + " must be 1 to " + std::to_string(domain::kMaxIdBytes) +
+           " printable ASCII characters without spaces (got " + std::to_string(id.size()) +
+           " bytes)";
+  };
   if (m.event_id().empty()) return DecodeError{error::kMissingEventId, "event_id is empty"};
+  if (!domain::ValidId(m.event_id()))
+    return DecodeError{error::kInvalidEventId, bad_id("event_id", m.event_id())};
   if (m.order_id().empty())
     return DecodeError{error::kMissingOrderId,
-                       "order_id is empty (event_id " + OneLine(m.event_id(), 100) + ")"};
+                       "order_id is empty (event_id " + m.event_id() + ")"};
+  if (!domain::ValidId(m.order_id()))
+    return DecodeError{error::kInvalidOrderId,
+                       bad_id("order_id", m.order_id()) + " (event_id " + m.event_id() + ")"};
   if (m.kind_case() == pb::OrderEvent::KIND_NOT_SET) {
     std::string detail = "no kind set (event_id " + OneLine(m.event_id(), 100) + ")";
     if (std::string unknown = UnknownFieldNumbers(m); !unknown.empty())

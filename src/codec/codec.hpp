@@ -25,6 +25,8 @@ inline constexpr const char* kUnsupportedContentType = "unsupported_content_type
 inline constexpr const char* kMalformedBody = "malformed_body";
 inline constexpr const char* kMissingEventId = "missing_event_id";
 inline constexpr const char* kMissingOrderId = "missing_order_id";
+inline constexpr const char* kInvalidEventId = "invalid_event_id";
+inline constexpr const char* kInvalidOrderId = "invalid_order_id";
 inline constexpr const char* kMissingKind = "missing_kind";
 }  // namespace error
 
@@ -65,7 +67,9 @@ class [[nodiscard]] DecodeResult {
 //  - JSON: JsonStringToMessage refuses it (its message is the detail). JSON is
 //    strict: unknown field names are refused, since hand-written JSON with a typo
 //    ("ammount") must not pass as an event with amount 0.
-// Then, in this order: `missing_event_id`, `missing_order_id` (empty strings) and
+// Then, in this order: `missing_event_id`, `invalid_event_id`, `missing_order_id`,
+// `invalid_order_id` (an id that is not domain::ValidId: longer than 128 bytes, or
+// not printable ASCII without spaces; its answer could not be published) and
 // `missing_kind` (no oneof member set, which includes a kind newer than this build).
 // A missing occurred_at decodes as the epoch (Time{}); the engine decides what it means.
 // Amounts, currency, MSISDN etc. are not checked here: that is domain validation,

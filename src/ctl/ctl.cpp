@@ -47,7 +47,8 @@ constexpr const char* kDlqHelp = R"(Usage: payorchctl dlq list|show|replay|purge
 
 The dead-letter queue (bus.topology.dead_letter_queue) holds order events payorchd
 could not read (x-payorch-error: unsupported_content_type, malformed_body,
-missing_event_id, missing_order_id, missing_kind) and those the broker
+missing_event_id, invalid_event_id, missing_order_id, invalid_order_id,
+missing_kind) and those the broker
 dead-lettered (x-death reason: delivery_limit, rejected).
 
 A message's ID is its AMQP message_id (the event_id, by the contract) when it has

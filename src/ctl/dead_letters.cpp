@@ -295,8 +295,8 @@ bool IsKnownErrorCode(const std::string& text) {
     if (c != ' ' && c != '\t') t.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   static const char* const kCodes[] = {
       codec::error::kUnsupportedContentType, codec::error::kMalformedBody,
-      codec::error::kMissingEventId,
-      codec::error::kMissingOrderId, codec::error::kMissingKind,
+      codec::error::kMissingEventId, codec::error::kInvalidEventId,
+      codec::error::kMissingOrderId, codec::error::kInvalidOrderId, codec::error::kMissingKind,
       // x-death reasons, and what Describe says when there is neither.
       "delivery_limit", "rejected", "expired", "maxlen", "unknown"};
   for (const char* code : kCodes)

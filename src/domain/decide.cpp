@@ -237,8 +237,9 @@ class Machine {
       Reject(ev, code::kUnknownOrder, "no purchase for this order");
       return;
     }
-    if (s.shipment_id.empty()) {
-      Reject(ev, code::kInvalidShipmentId, "shipment_id must be set");
+    if (!ValidId(s.shipment_id)) {
+      Reject(ev, code::kInvalidShipmentId,
+             "shipment_id must be 1 to 128 printable ASCII characters without spaces");
       return;
     }
     if (!ValidAmounts(ev, s.amount, s.vat_amount)) return;
@@ -349,8 +350,9 @@ class Machine {
       Reject(ev, code::kUnknownOrder, "no purchase for this order");
       return;
     }
-    if (r.refund_id.empty()) {
-      Reject(ev, code::kInvalidRefundId, "refund_id must be set");
+    if (!ValidId(r.refund_id)) {
+      Reject(ev, code::kInvalidRefundId,
+             "refund_id must be 1 to 128 printable ASCII characters without spaces");
       return;
     }
     if (!ValidAmounts(ev, r.amount, r.vat_amount)) return;

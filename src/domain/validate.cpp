@@ -32,6 +32,13 @@ std::optional<std::string> NormalizeMsisdn(std::string_view raw) {
   return "+47" + digits;
 }
 
+bool ValidId(std::string_view id) {
+  if (id.empty() || id.size() > kMaxIdBytes) return false;
+  for (unsigned char c : id)
+    if (c < 0x21 || c > 0x7E) return false;
+  return true;
+}
+
 std::string MaskMsisdn(std::string_view msisdn) {
   if (msisdn.size() < 4) return "****";
   std::string out;

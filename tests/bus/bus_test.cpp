@@ -277,6 +277,10 @@ std::vector<BadCase> BadCases() {
        codec::EncodeOrderEventJson(without([](auto& e) { e.order_id.clear(); })),
        codec::error::kMissingOrderId},
       {"missing_kind", "application/x-protobuf", no_kind, codec::error::kMissingKind},
+      // 100 KB: acked and decided before, its answer could never be published.
+      {"huge_order_id", "application/x-protobuf",
+       codec::EncodeOrderEvent(without([](auto& e) { e.order_id.assign(100 * 1024, 'o'); })),
+       codec::error::kInvalidOrderId},
   };
 }
 

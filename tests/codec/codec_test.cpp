@@ -374,6 +374,44 @@ TEST(OrderEventErrors, MissingRequiredFields) {
   EXPECT_NE(e.detail.find("15"), std::string::npos) << e.detail;
 }
 
+TEST(OrderEventErrors, IdsThatCouldNotTravelAreRefusedWithoutEchoingThem) {
+  auto with = [](std::string event_id, std::string order_id) {
+    auto e = Sample(domain::OrderCancelled{"r"});
+    e.event_id = std::move(event_id);
+    e.order_id = std::move(order_id);
+    return e;
+  };
+  const std::string huge(100 * 1024, 'o');
+  const std::string esc = "o-\x1b[2J\x1b]0;pwned\x07";  // terminal escapes
+  struct Case {
+    domain::OrderEvent ev;
+    const char* code;
+  };
+  const Case cases[] = {
+      {with("e-1", huge), error::kInvalidOrderId},
+      {with("e-1", std::string(129, 'o')), error::kInvalidOrderId},
+      {with("e-1", "order 42"), error::kInvalidOrderId},
+      {with("e-1", esc), error::kInvalidOrderId},
+      {with("e-1", "ordre-\xc3\xa6"), error::kInvalidOrderId},
+      {with(huge, "o-1"), error::kInvalidEventId},
+      {with("e\t1", "o-1"), error::kInvalidEventId},
+  };
+  for (const auto& c : cases) {
+    for (bool json : {false, true}) {
+      std::string body = json ? EncodeOrderEventJson(c.ev) : EncodeOrderEvent(c.ev);
+      DecodeResult r = DecodeOrderEvent(body, json ? kContentTypeJson : kContentTypeProtobuf);
+      DecodeError e = ExpectError(std::move(r));
+      EXPECT_EQ(e.code, c.code) << e.detail;
+      EXPECT_LT(e.detail.size(), 300u) << "the detail grows with the id";
+      EXPECT_EQ(e.detail.find('\x1b'), std::string::npos) << "escape codes reach the header";
+    }
+  }
+  // 128 printable characters is the longest id that is taken.
+  EXPECT_TRUE(DecodeOrderEvent(EncodeOrderEvent(with(std::string(128, 'e'), std::string(128, 'o'))),
+                               kContentTypeProtobuf)
+                  .Ok());
+}
+
 // --- Wire field numbers (contract.md) --------------------------------------
 
 TEST(WireFormat, OrderEventFieldNumbers) {

@@ -815,6 +815,21 @@ TEST(Decide, CallbackDuringAReadCoalescesIntoOneMoreRead) {
   EXPECT_TRUE(d.last.calls.empty());
 }
 
+TEST(Decide, ShipmentAndRefundIdsThatCouldNotTravelAreRejected) {
+  for (const std::string& bad : {std::string(), std::string(129, 's'), std::string("s 1"),
+                                 std::string("s\x1b[31m"), std::string(100 * 1024, 's')}) {
+    Driver d = Authorized();
+    d.Apply(d.Ev(OrderShipped{bad, 500, 0, ""}));
+    EXPECT_EQ(Events(d.last), "rejected/invalid_shipment_id") << bad.size();
+    EXPECT_TRUE(d.last.calls.empty());
+    d.Apply(d.Ev(RefundRequested{bad, 100, 0, ""}));
+    EXPECT_EQ(Events(d.last), "rejected/invalid_refund_id") << bad.size();
+  }
+  Driver ok = Authorized();
+  ok.Apply(ok.Ev(OrderShipped{std::string(128, 's'), 500, 0, ""}));
+  EXPECT_EQ(ok.last.calls.size(), 1u);
+}
+
 TEST(Decide, ValidationRejectsEachBadPurchase) {
   struct Case {
     std::function<void(PurchaseRequested&)> mutate;
