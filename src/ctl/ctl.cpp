@@ -95,8 +95,8 @@ dropped, x-payorch-replayed-by and x-payorch-replay-id added, user_id left out.
 Every matching message is taken and held (without ack) before the question, and
 exactly those are replayed: what is dead-lettered meanwhile stays. Each is acked
 in the dead-letter queue only after the broker confirmed its copy and the replay
-record has it. Copies of one message (same ID) are published once; every copy is
-acked with it.
+record has it. Copies of one message (same ID and body) are published once; every
+copy is acked with it. Different bodies under one ID are each replayed.
 
 Safe to run twice or at once: a held message is invisible to other replayers, so
 two operators replaying the same queue at once replay each message once. If a

@@ -448,17 +448,23 @@ namespace {
 
 // What replay and purge act on: the matching messages, held on `hold` (taken in one
 // pass, before the operator is asked), so that only these, and none that arrives
-// later, are published or acked. Copies of one message (same id) are grouped:
-// `unique` has the first copy of each id in queue order, `copies` the delivery tags
-// of every copy (the first included).
+// later, are published or acked. Copies of one message (same id and same body) are
+// grouped: `unique` has the first copy of each in queue order, `copies` the delivery
+// tags of every copy (the first included). Two bodies under one id are two
+// messages: each is replayed (an operator must never lose one to the other).
 struct Selection {
   std::vector<DeadLetter> unique;
-  std::map<std::string, std::vector<uint64_t>> copies;  // id -> every copy's delivery tag
+  std::map<std::string, std::vector<uint64_t>> copies;  // CopyKey -> every copy's tag
   size_t held = 0;      // messages taken, matching or not
   size_t matching = 0;  // copies included
 
   size_t Duplicates() const { return matching - unique.size(); }
 };
+
+// What makes two dead letters copies of one message: the id and the body.
+std::string CopyKey(const DeadLetter& d) {
+  return d.id + '\n' + std::to_string(d.message.body.size()) + '\n' + d.message.body;
+}
 
 // Takes the whole queue on `hold` and keeps what `filter` matches. Throws Failure
 // (after closing `hold`) when an id given is not there: a typo acts on nothing.
@@ -470,7 +476,7 @@ Selection Select(bus::HoldChannel& hold, const std::string& queue, const bus::To
     if (!filter.Matches(d, now)) return true;  // stays held: the next Get moves on
     found.insert(d.id);
     ++s.matching;
-    auto& tags = s.copies[d.id];
+    auto& tags = s.copies[CopyKey(d)];
     tags.push_back(d.message.delivery_tag);
     if (tags.size() == 1) s.unique.push_back(std::move(d));
     return true;
@@ -545,7 +551,7 @@ int DlqReplay(Context& ctx, const Args& args) {
     std::map<std::string, size_t> copy_seen;
     for (const auto& d : sel.unique) {
       results.emplace_back(d, Classify(d, store, config.payments, started, &simulation));
-      const size_t n = sel.copies[d.id].size();
+      const size_t n = sel.copies[CopyKey(d)].size();
       for (size_t k = 2; k <= n; ++k)
         results.emplace_back(
             d, DryRun{Verdict::kDuplicate, "copy " + std::to_string(k) + " of " +
@@ -597,7 +603,7 @@ int DlqReplay(Context& ctx, const Args& args) {
     if (!PublishOne(ctx, hold, d, who, s)) return false;
     ++published;
     // One publish stands for every copy: all are acked with it.
-    const auto& tags = sel.copies[d.id];
+    const auto& tags = sel.copies[CopyKey(d)];
     for (size_t k = 1; k < tags.size(); ++k) s.batch_tags.push_back(tags[k]);
     copies_acked += tags.size() - 1;
     if (s.batch.size() >= kBatch || Clock::now() - s.batch_started > std::chrono::seconds(1))
@@ -721,7 +727,7 @@ int DlqPurge(Context& ctx, const Args& args) {
   size_t purged = 0;
   std::vector<std::string> ids;
   for (const auto& d : sel.unique) {
-    for (uint64_t tag : sel.copies[d.id]) {
+    for (uint64_t tag : sel.copies[CopyKey(d)]) {
       hold.Ack(tag);
       ++purged;
       ids.push_back(d.id);

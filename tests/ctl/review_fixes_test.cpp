@@ -168,6 +168,30 @@ TEST_F(ReviewFixTest, CopiesOfOneMessageArePublishedOnceAndAllAcked) {
   EXPECT_EQ(fixture_->OpenStore().Replays(10).at(0).message_count, 2);
 }
 
+// Issue 11: two different bodies under one id are two messages, each replayed;
+// replaying one must not remove the other unreplayed.
+TEST_F(ReviewFixTest, DistinctBodiesUnderOneIdAreEachReplayed) {
+  const auto first = Shipped("order-" + suffix_, "evt-same-" + suffix_, 100);
+  auto second = first;
+  second.kind = domain::OrderShipped{"s-other", 250, 0, ""};
+  DeadEvent(first);
+  DeadEvent(second);
+  DeadEvent(first);  // a true copy of the first
+
+  Result dry = Ctl({"dlq", "replay", "--all", "--dry-run"});
+  ASSERT_EQ(dry.code, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("1 duplicate copy acked with them"));
+  Result r = Ctl({"dlq", "replay", "--all", "--reason", "x", "--yes", "-o", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json::value v = Json(r);
+  EXPECT_EQ(v.at("replayed").as_int64(), 2);
+  EXPECT_EQ(v.at("duplicate_copies_acked").as_int64(), 1);
+  const auto replayed = Drain(OrdersQueue());
+  ASSERT_EQ(replayed.size(), 2u);
+  EXPECT_NE(replayed[0].body, replayed[1].body) << "one body was lost to the other";
+  EXPECT_EQ(admin_->QueueDepth(DeadQueue()), 0u);
+}
+
 // 7. The dry run plays the selection in queue order.
 TEST_F(ReviewFixTest, DryRunSimulatesTheRunInQueueOrder) {
   const std::string order = "order-sim-" + suffix_;
