@@ -406,6 +406,7 @@ store::Store Context::OpenStore(bool write) {
   options.create_if_missing = false;
   options.quick_check = false;
   options.read_only = !write;
+  options.migrate = false;  // only payorchd migrates; never under a running one
   try {
     return store::Store::Open(c.store.path, options);
   } catch (const store::StoreError& e) {

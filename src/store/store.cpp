@@ -706,6 +706,12 @@ Store Store::Open(const std::string& path, const Options& options) {
               "): it was written by a newer payorch; run that version, or restore a backup made "
               "for this one (payorch never downgrades a store)");
 
+  if (!options.read_only && !options.migrate && version < kSchemaVersion)
+    Throw(path, ErrorCode::kTooOld,
+          "schema version " + std::to_string(version) + " is older than this payorch's (" +
+              std::to_string(kSchemaVersion) +
+              "): only payorchd migrates a store; use the payorchctl of the payorchd that runs "
+              "on it, or start the payorchd of this version once");
   if (options.read_only) {
     if (version < kSchemaVersion)
       Throw(path, ErrorCode::kTooOld,

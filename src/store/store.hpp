@@ -53,6 +53,10 @@ struct Options {
   // operators' reads next to a running payorchd (payorchctl list/show/--dry-run).
   // Writes return a failed WriteResult.
   bool read_only = false;
+  // Off: a store of an older schema is refused (kTooOld) instead of migrated. For
+  // payorchctl, which writes its replay records next to a running payorchd and must
+  // never change the schema under it; only payorchd migrates.
+  bool migrate = true;
   // Off for a daemon that must find its existing state: a missing file is then an error.
   bool create_if_missing = true;
   // How long a statement waits for another connection's lock before kLocked.

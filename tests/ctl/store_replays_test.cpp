@@ -54,6 +54,32 @@ TEST(StoreReplaysTest, MigratesAVersionOneStoreAndKeepsItsData) {
   EXPECT_TRUE(store.Replays(10).empty());
 }
 
+TEST(StoreReplaysTest, AStoreThatWouldNeedAMigrationIsRefusedWhenMigrationIsOff) {
+  // payorchctl's replay opens the store for writing with migrate off: a newer
+  // payorchctl must not migrate the store under a running, older payorchd.
+  TempDir dir;
+  const std::string path = dir.File("payorch.db");
+  {
+    auto store = store::Store::Open(path);
+    DecideAndCommit(store, Purchase("order-1", "evt-1", 1000), kNow);
+  }
+  Exec(path, "DROP TABLE replay_messages; DROP TABLE replays; PRAGMA user_version = 1;");
+  store::Options o;
+  o.migrate = false;
+  try {
+    store::Store::Open(path, o);
+    FAIL() << "opened (and migrated?) a version 1 store";
+  } catch (const store::StoreError& e) {
+    EXPECT_EQ(e.code(), store::ErrorCode::kTooOld) << e.what();
+    EXPECT_NE(std::string(e.what()).find("only payorchd migrates"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(One(path, "PRAGMA user_version"), "1");
+  // Its own schema opens for writing as ever.
+  auto fresh = store::Store::Open(dir.File("other.db"));
+  fresh = store::Store::Open(dir.File("other.db"), o);
+  EXPECT_TRUE(fresh.Replays(10).empty());
+}
+
 TEST(StoreReplaysTest, RecordsReplaysAndTheirMessages) {
   TempDir dir;
   auto store = store::Store::Open(dir.File("payorch.db"));
