@@ -95,9 +95,22 @@ Fields SplitLine(std::string_view line, std::string& storage_event) {
   return f;
 }
 
+// A value an outsider sends (an id, a parser's message, a PayEx problem detail)
+// must not grow a line without bound: longer values are cut, saying how long they
+// were.
+std::string_view Bounded(std::string_view v, std::string& storage) {
+  if (v.size() <= kMaxLogFieldBytes) return v;
+  size_t cut = kMaxLogFieldBytes;
+  while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+  storage.assign(v.substr(0, cut));
+  storage += "...(" + std::to_string(v.size()) + " bytes)";
+  return storage;
+}
+
 std::string Format(std::string_view event, const Fields& fields) {
   std::string out;
   out.reserve(96);
+  std::string storage;
   if (g_json.load(std::memory_order_relaxed)) {
     out += "\"event\":";
     AppendJsonString(out, event);
@@ -105,7 +118,7 @@ std::string Format(std::string_view event, const Fields& fields) {
       out += ',';
       AppendJsonString(out, k);
       out += ':';
-      AppendJsonString(out, v);
+      AppendJsonString(out, Bounded(v, storage));
     }
   } else {
     out += "event=";
@@ -114,7 +127,7 @@ std::string Format(std::string_view event, const Fields& fields) {
       out += ' ';
       out += k;
       out += '=';
-      AppendTextValue(out, v);
+      AppendTextValue(out, Bounded(v, storage));
     }
   }
   return out;
@@ -154,6 +167,12 @@ void Log(Level level, std::string_view event, const Fields& fields) {
 
 void LogLine(Level level, std::string_view line) {
   if (!LogEnabled(level)) return;
+  std::string cut;
+  if (line.size() > 8 * kMaxLogFieldBytes) {  // the start-up config line is ~2 KB
+    cut.assign(line.substr(0, 8 * kMaxLogFieldBytes));
+    cut += "...(" + std::to_string(line.size()) + " bytes)";
+    line = cut;
+  }
   if (g_sink) return g_sink(level, line);
   if (!g_json.load(std::memory_order_relaxed)) {
     Logger().log(ToSpd(level), "{}", line);

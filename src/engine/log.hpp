@@ -3,6 +3,7 @@
 // own lock); Boost-free. Callers mask MSISDNs and never pass tokens.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,9 @@ namespace payorch::engine {
 enum class Level { kDebug, kInfo, kWarn, kError };
 
 using Fields = std::vector<std::pair<std::string_view, std::string>>;
+
+// A field value longer than this is cut in the line ("...(N bytes)").
+inline constexpr size_t kMaxLogFieldBytes = 1024;
 
 // Configures the process-wide logger (stderr). json: one JSON object per line.
 void InitLogging(Level min_level, bool json);
