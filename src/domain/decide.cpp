@@ -131,12 +131,20 @@ class Machine {
     return true;
   }
 
+  // Control characters (terminal escapes, newlines) in text that reaches PayEx,
+  // its pages and the operators' screens.
+  static bool HasControl(std::string_view s) {
+    for (unsigned char c : s)
+      if (c < 0x20 || c == 0x7F) return true;
+    return false;
+  }
+
   bool ValidDescription(const OrderEvent& ev, const std::string& description, bool required) {
     int len = Utf8Length(description);
-    if (len < 0 || len > 40 || (required && len == 0)) {
+    if (len < 0 || len > 40 || (required && len == 0) || HasControl(description)) {
       Reject(ev, code::kInvalidDescription,
-             required ? "description must be 1 to 40 characters of UTF-8"
-                      : "description must be at most 40 characters of UTF-8");
+             required ? "description must be 1 to 40 characters of UTF-8, no control characters"
+                      : "description must be at most 40 characters of UTF-8, no control characters");
       return false;
     }
     return true;
@@ -153,6 +161,20 @@ class Machine {
       return;
     }
     if (!ValidDescription(ev, pr.description, true)) return;
+    // PayEx documents no length for these; they go to PayEx as they are, so they
+    // are kept to what a browser and a merchant's payer id need.
+    if (pr.user_agent.size() > kMaxUserAgentBytes || HasControl(pr.user_agent) ||
+        Utf8Length(pr.user_agent) < 0) {
+      Reject(ev, code::kInvalidUserAgent,
+             "user_agent must be at most 512 bytes of UTF-8 without control characters");
+      return;
+    }
+    if (pr.payer_reference.size() > kMaxPayerReferenceBytes || HasControl(pr.payer_reference) ||
+        Utf8Length(pr.payer_reference) < 0) {
+      Reject(ev, code::kInvalidPayerReference,
+             "payer_reference must be at most 50 bytes of UTF-8 without control characters");
+      return;
+    }
     if (!pr.language.empty() && pr.language != "nb-NO" && pr.language != "en-US") {
       Reject(ev, code::kInvalidLanguage, "language must be nb-NO or en-US");
       return;

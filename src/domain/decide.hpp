@@ -50,6 +50,9 @@ std::optional<std::string> NormalizeMsisdn(std::string_view raw);
 // in the store: 1 to kMaxIdBytes bytes of printable ASCII without spaces
 // (0x21..0x7E). Longer or other ids are refused where they enter.
 inline constexpr size_t kMaxIdBytes = 128;
+// Bounds on purchase text PayEx documents no length for (userAgent, payerReference).
+inline constexpr size_t kMaxUserAgentBytes = 512;
+inline constexpr size_t kMaxPayerReferenceBytes = 50;
 bool ValidId(std::string_view id);
 // "+47****5432": for logs.
 std::string MaskMsisdn(std::string_view msisdn);

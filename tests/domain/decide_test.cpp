@@ -848,6 +848,12 @@ TEST(Decide, ValidationRejectsEachBadPurchase) {
       {[](auto& p) { p.msisdn = "+4612345678"; }, code::kInvalidMsisdn},
       {[](auto& p) { p.msisdn = "1234567"; }, code::kInvalidMsisdn},
       {[](auto& p) { p.language = "de-DE"; }, code::kInvalidLanguage},
+      {[](auto& p) { p.description = "Sykkel\x1b[2J"; }, code::kInvalidDescription},
+      {[](auto& p) { p.description = "two\nlines"; }, code::kInvalidDescription},
+      {[](auto& p) { p.user_agent = std::string(1024 * 1024, 'M'); }, code::kInvalidUserAgent},
+      {[](auto& p) { p.user_agent = "Mozilla\x07"; }, code::kInvalidUserAgent},
+      {[](auto& p) { p.payer_reference = std::string(51, 'p'); }, code::kInvalidPayerReference},
+      {[](auto& p) { p.payer_reference = "p\x1b"; }, code::kInvalidPayerReference},
   };
   for (const auto& c : cases) {
     Driver d;
