@@ -90,7 +90,6 @@ void GroupCommit::Flush() {
 }
 
 void GroupCommit::OnWritten(store::WriteResult r, Steady elapsed) {
-  if (jobs_.empty()) return;  // stopped meanwhile
   Job done = std::move(jobs_.front());
   jobs_.pop_front();
   const CommitJob& job = *done.job;

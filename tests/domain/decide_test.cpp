@@ -89,6 +89,18 @@ class Driver {
     return r;
   }
 
+  // A capture as PayEx shows it in a read.
+  static Transaction CaptureTx(const std::string& ref, int64_t amount,
+                               TxState state = TxState::kCompleted, const std::string& id = "") {
+    Transaction t;
+    t.id = id;
+    t.type = TxType::kCapture;
+    t.state = state;
+    t.amount = amount;
+    t.payee_reference = ref;
+    return t;
+  }
+
   static Transaction AuthTx(TxState state) {
     Transaction t;
     t.id = std::string(kPid) + "/transactions/auth";
@@ -505,12 +517,7 @@ TEST(Decide, InDoubtCaptureIsResolvedByReadingNeverBySendingTwice) {
   d.Apply(d.Ev(OrderShipped{"s2", 100, 0, ""}));
   EXPECT_TRUE(d.last.calls.empty());
   // PayEx has it: adopt it, do not send again.
-  Transaction tx;
-  tx.id = "t-cap";
-  tx.type = TxType::kCapture;
-  tx.state = TxState::kCompleted;
-  tx.amount = 500;
-  tx.payee_reference = ref;
+  const Transaction tx = Driver::CaptureTx(ref, 500, TxState::kCompleted, "t-cap");
   d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted), tx}));
   EXPECT_EQ(Events(d.last), "captured");
   ASSERT_EQ(d.last.calls.size(), 1u);  // s2 goes out now
@@ -565,12 +572,7 @@ TEST(Decide, ACaptureThatLandsLateWithinTheHorizonIsAdoptedNotResent) {
   d.now += 25s;
   d.Apply(Tick{});
   ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kRead);
-  Transaction tx;
-  tx.id = "t-late";
-  tx.type = TxType::kCapture;
-  tx.state = TxState::kCompleted;
-  tx.amount = 500;
-  tx.payee_reference = ref;
+  const Transaction tx = Driver::CaptureTx(ref, 500, TxState::kCompleted, "t-late");
   d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted), tx}));
   EXPECT_EQ(Events(d.last), "captured");
   EXPECT_EQ(d.pay.balance.captured, 500);
@@ -585,13 +587,8 @@ TEST(Decide, EveryMoneyMoveWaitsForTheHorizonOfItsLastAttempt) {
       d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
       d.Apply(d.Tx(TxType::kCapture, TxState::kCompleted, 500,
                    d.last.calls.at(0).payee_reference));
-      Transaction cap;
-      cap.id = "t-cap";
-      cap.type = TxType::kCapture;
-      cap.state = TxState::kCompleted;
-      cap.amount = 500;
-      cap.payee_reference = d.pay.ops.back().payee_reference;
-      base.push_back(cap);
+      base.push_back(Driver::CaptureTx(d.pay.ops.back().payee_reference, 500,
+                                       TxState::kCompleted, "t-cap"));
       d.Apply(d.Ev(RefundRequested{"r1", 200, 0, ""}));
     } else {
       d.Apply(d.Ev(OrderCancelled{"x"}));
@@ -694,11 +691,7 @@ TEST(Decide, InitializedTransactionStopsEverythingUntilItResolves) {
   d.Apply(Tick{});
   ASSERT_EQ(d.last.calls.size(), 1u);
   EXPECT_EQ(d.last.calls[0].kind, OpKind::kRead);
-  Transaction tx;
-  tx.type = TxType::kCapture;
-  tx.state = TxState::kCompleted;
-  tx.amount = 500;
-  tx.payee_reference = ref;
+  const Transaction tx = Driver::CaptureTx(ref, 500);
   d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted), tx}));
   EXPECT_EQ(Events(d.last), "captured");
   EXPECT_EQ(d.last.calls.at(0).kind, OpKind::kCapture);  // s2, then the cancel
@@ -884,11 +877,7 @@ TEST(Decide, RefusedResendAfterDoubtIsReadNotFailed) {
   d.Apply(dup);
   EXPECT_TRUE(d.last.events.empty()) << "must not answer capture_failed";
   ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kRead);
-  Transaction tx;
-  tx.type = TxType::kCapture;
-  tx.state = TxState::kCompleted;
-  tx.amount = 500;
-  tx.payee_reference = ref;
+  const Transaction tx = Driver::CaptureTx(ref, 500);
   d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted), tx}));
   EXPECT_EQ(Events(d.last), "captured");
   EXPECT_EQ(d.pay.balance.captured, 500);
@@ -911,11 +900,7 @@ TEST(Decide, InitializedIsReadEverMoreSlowly) {
   d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
   std::string ref = d.last.calls.at(0).payee_reference;
   d.Apply(d.Tx(TxType::kCapture, TxState::kInitialized, 500, ref));
-  Transaction tx;
-  tx.type = TxType::kCapture;
-  tx.state = TxState::kInitialized;
-  tx.amount = 500;
-  tx.payee_reference = ref;
+  const Transaction tx = Driver::CaptureTx(ref, 500, TxState::kInitialized);
   Duration previous{0};
   for (int i = 0; i < 12; ++i) {
     Duration wait = d.pay.due_at - d.now;

@@ -38,7 +38,6 @@ class FakeBroker {
   // ---- the order services' side ------------------------------------------------
   void PublishOrderEvent(const domain::OrderEvent& ev) {
     queue_.push_back(Msg{++next_id_, ev});
-    ++published_orders_;
     if (Roll() < faults_.duplicate) {
       // The producer's retry: the same event again, a little later.
       loop_.After(Duration(static_cast<int64_t>(rng_() % 3000)), [this, ev] {
@@ -163,7 +162,6 @@ class FakeBroker {
   }
 
   size_t queued() const { return queue_.size(); }
-  uint64_t published_orders() const { return published_orders_; }
   const std::vector<domain::PaymentEvent>& payment_events() const { return payment_events_; }
 
  private:
@@ -218,7 +216,6 @@ class FakeBroker {
   bool publisher_up_ = false;
   std::function<void()> on_connected_;
   std::vector<domain::PaymentEvent> payment_events_;
-  uint64_t published_orders_ = 0;
 };
 
 // The ports of one engine process on the broker.

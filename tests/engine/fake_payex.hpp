@@ -11,7 +11,6 @@
 #include <map>
 #include <optional>
 #include <random>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -48,15 +47,7 @@ class FakePayex {
   const std::vector<std::string>& violations() const { return violations_; }
   // Where callbacks go (the live process's engine), or nothing while it is down.
   void set_callback(std::function<void(const std::string& order_id)> cb) { callback_ = cb; }
-  // Payers answer, settle Initialized transactions: a quiet PayEx.
-  void Settle() {
-    for (const std::string& order : orders_) {
-      if (model_.ResolveInitialized(order, Roll() < 0.8)) Callback(order);
-    }
-  }
-
   void Execute(const domain::PayexCall& call, std::function<void(domain::PayexResult)> done) {
-    orders_.insert(call.order_id);
     const bool money = call.kind == domain::OpKind::kCapture ||
                        call.kind == domain::OpKind::kCancel ||
                        call.kind == domain::OpKind::kReverse;
@@ -121,7 +112,6 @@ class FakePayex {
 
   const testing::PayexModel& model() const { return model_; }
   uint64_t late_effects() const { return late_effects_; }
-  uint64_t payer_answers() const { return payer_answers_; }
 
  private:
   double Roll() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
@@ -172,7 +162,6 @@ class FakePayex {
         return;
       }
       if (model_.PayerAnswers(order_id, approve)) {
-        ++payer_answers_;
         Callback(order_id);
       }
     });
@@ -206,9 +195,7 @@ class FakePayex {
   std::map<std::string, Time> visible_at_;
   std::map<std::string, Time> landing_by_;  // payeeReference -> every attempt landed and shown
   std::vector<std::string> violations_;
-  std::set<std::string> orders_;
   uint64_t late_effects_ = 0;
-  uint64_t payer_answers_ = 0;
 };
 
 // The PayEx executor of one engine process.

@@ -510,8 +510,7 @@ class World {
   double stall_rate_ = 0;
   std::map<std::string, uint64_t> seen_ = {{"event=payex.call_expired", 0},
                                            {"event=payex.call_watchdog", 0},
-                                           {"event=payex.call_dropped", 0},
-                                           {"event=store.commit", 0}};
+                                           {"event=payex.call_dropped", 0}};
   bool quiet_ = false;
   bool burst_ = false;
   std::unique_ptr<Process> process_;
