@@ -461,9 +461,33 @@ struct Selection {
   size_t Duplicates() const { return matching - unique.size(); }
 };
 
-// What makes two dead letters copies of one message: the id and the body.
+// What makes two dead letters copies of one message: the same id and the same
+// message to publish (exchange, routing key, body, properties, headers). Anything
+// that differs makes them two messages, each replayed.
 std::string CopyKey(const DeadLetter& d) {
-  return d.id + '\n' + std::to_string(d.message.body.size()) + '\n' + d.message.body;
+  const bus::Message m = ReplayMessage(d, "", "");
+  std::string k;
+  auto add = [&k](std::string_view v) {
+    k += std::to_string(v.size());
+    k += ':';
+    k += v;
+  };
+  auto opt = [&add](const std::optional<std::string>& v) { add(v ? "+" + *v : "-"); };
+  const bus::Properties& p = m.properties;
+  add(d.id);
+  add(m.exchange);
+  add(m.routing_key);
+  add(m.body);
+  for (const auto* v : {&p.content_type, &p.content_encoding, &p.correlation_id, &p.reply_to,
+                        &p.expiration, &p.type, &p.app_id})
+    opt(*v);
+  add(std::to_string(p.delivery_mode.value_or(0)) + "/" + std::to_string(p.priority.value_or(0)) +
+      "/" + std::to_string(p.timestamp.value_or(0)));
+  for (const auto& [key, value] : p.headers) {
+    add(key);
+    add(value.ToText());
+  }
+  return k;
 }
 
 // Takes the whole queue on `hold` and keeps what `filter` matches. Throws Failure

@@ -436,7 +436,10 @@ class Machine {
     return Time{};
   }
 
-  bool MayStillLand(const Op& op) const { return now_ < TransitUntil(op); }
+  // Judged by when the read that saw no trace was decided (it left, and PayEx took
+  // its snapshot, at or after that), not by when its answer came back: a slow read
+  // sent before the horizon proves nothing about what landed after it.
+  bool MayStillLand(const Op& op) const { return read_at_ < TransitUntil(op); }
 
   // No trace at PayEx yet, but an earlier attempt may still be on its way: keep
   // reading, and read once more as soon as the horizon has passed.
@@ -670,9 +673,11 @@ class Machine {
       return;
     }
     uint32_t op_id = pay.in_flight.op_id;
+    const Time read_decided_at = pay.in_flight.sent_at;
     pay.in_flight = InFlight{};
     Note(std::string("result #") + std::to_string(r.call_id) + " " + ResultClassName(r.result));
     if (op_id == 0) {
+      read_at_ = read_decided_at;
       OnReadResult(r);
       return;
     }
@@ -747,9 +752,8 @@ class Machine {
         std::string key = ProblemKey(problem.type);
         if (key == "forbidden" && op.attempt < kMaxAuthorizeResends) {
           // Refused because of the payment's state: maybe an earlier attempt of ours
-          // did get through. Read before concluding.
-          op.status = OpStatus::kInDoubt;
-          op.not_before = now_;
+          // did get through. Read before concluding (and resend only after a horizon).
+          OnInDoubt(op);
           return;
         }
         op.status = OpStatus::kFailed;
@@ -797,7 +801,7 @@ class Machine {
     switch (op.kind) {
       case OpKind::kCreate: {
         if (!r.snapshot || r.snapshot->payment_id.empty()) {
-          OnInDoubt(op);  // a 2xx we could not use: try again, same reference
+          OnInDoubt(op);  // a 2xx we could not use: create again, under a new reference
           return;
         }
         op.status = OpStatus::kDone;
@@ -815,8 +819,7 @@ class Machine {
       }
       case OpKind::kAuthorize:
         if (!r.transaction) {
-          op.status = OpStatus::kInDoubt;
-          op.not_before = now_;
+          OnInDoubt(op);  // it may well have landed: read, and resend only after a horizon
           return;
         }
         AdoptAuthorization(op, *r.transaction);
@@ -1297,6 +1300,7 @@ class Machine {
 
   const Policy& policy_;
   Time now_;
+  Time read_at_{};  // when the read being applied was decided (OnReadResult only)
   Decision d_;
 };
 

@@ -561,6 +561,29 @@ TEST(Decide, InDoubtCaptureWithNoTraceIsResentWithTheSameReferenceOnlyAfterTheHo
   EXPECT_LE(d.now, doubt_at + d.policy.transit_horizon + d.policy.first_poll);
 }
 
+TEST(Decide, ASlowReadSentBeforeTheHorizonNeverJustifiesAResend) {
+  Driver d = Authorized();
+  d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
+  const std::string ref = d.last.calls.at(0).payee_reference;
+  const Time doubt_at = d.now;
+  d.Apply(d.Result(ResultClass::kInDoubt));
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)}));
+  // A read decided 5 s before the horizon, answered (no trace) 5 s after it: PayEx
+  // took its snapshot before the horizon, so the first capture may still land.
+  d.now = doubt_at + d.policy.transit_horizon - 5s;
+  d.Apply(CallbackHint{});  // a callback asks for a read now
+  ASSERT_EQ(d.last.calls.at(0).kind, OpKind::kRead);
+  d.now = doubt_at + d.policy.transit_horizon + 5s;
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)}));
+  ASSERT_EQ(d.last.calls.size(), 1u);
+  EXPECT_EQ(d.last.calls[0].kind, OpKind::kRead) << "resent on the word of a read from before the horizon";
+  // A read decided after the horizon may conclude.
+  d.Apply(d.Snapshot(PaymentState::kReady, {Driver::AuthTx(TxState::kCompleted)}));
+  ASSERT_EQ(d.last.calls.size(), 1u);
+  EXPECT_EQ(d.last.calls[0].kind, OpKind::kCapture);
+  EXPECT_EQ(d.last.calls[0].payee_reference, ref);
+}
+
 TEST(Decide, ACaptureThatLandsLateWithinTheHorizonIsAdoptedNotResent) {
   Driver d = Authorized();
   d.Apply(d.Ev(OrderShipped{"s1", 500, 0, ""}));
