@@ -212,6 +212,8 @@ int Run(const Args& args) {
   public_options.port = cfg.http.port;
   public_options.max_body_bytes = cfg.http.max_body_bytes;
   public_options.read_timeout = cfg.http.read_timeout;
+  public_options.idle_timeout = cfg.http.idle_timeout;
+  public_options.max_connections = cfg.http.max_connections;
   public_options.name = "public";
   public_options.log = log_http;
   http::Server public_server(
@@ -269,6 +271,20 @@ int Run(const Args& args) {
                               ",\"detail\":" + JsonString(s.detail) + "}"));
           return;
         }
+        if (req.path == "/admin/outbox/parked" && req.method == "GET") {
+          std::string list;
+          for (const engine::ParkedEvent& p : eng->Parked()) {
+            if (!list.empty()) list += ",";
+            list += "{\"order_id\":" + JsonString(p.order_id) +
+                    ",\"event_id\":" + JsonString(p.event_id) +
+                    ",\"sequence\":" + std::to_string(p.sequence) +
+                    ",\"kind\":" + JsonString(p.kind) + ",\"reason\":" + JsonString(p.reason) +
+                    ",\"since_ms\":" + std::to_string(domain::ToMillis(p.since)) +
+                    ",\"waiting_behind\":" + std::to_string(p.waiting_behind) + "}";
+          }
+          reply(Json(200, "{\"parked\":[" + list + "]}"));
+          return;
+        }
         if (req.path.rfind(prefix, 0) == 0) {
           std::string rest = req.path.substr(prefix.size());
           auto slash = rest.rfind('/');
@@ -303,6 +319,31 @@ int Run(const Args& args) {
         }
         reply(Json(404, "{\"error\":\"not_found\"}"));
       });
+
+  // The servers' own counts, read at each scrape.
+  metrics.on_collect([&](metrics::Registry& m) {
+    auto up_to = [](metrics::Counter& c, uint64_t total) {
+      if (static_cast<double>(total) > c.value()) c.Inc(static_cast<double>(total) - c.value());
+    };
+    for (auto [name, server] : {std::pair{"public", &public_server}, {"admin", &admin_server}}) {
+      const http::Server::Stats st = server->stats();
+      const metrics::Labels l = {{"server", name}};
+      m.gauge("payorch_http_open_connections", "Open HTTP connections.", l)
+          .Set(static_cast<double>(st.open_connections));
+      up_to(m.counter("payorch_http_connections_refused_total",
+                      "New HTTP connections closed at once: all of http.max_connections were "
+                      "being answered.", l),
+            st.over_limit);
+      up_to(m.counter("payorch_http_connections_evicted_total",
+                      "Idle or slow HTTP connections cut to make room for a new one "
+                      "(http.max_connections).", l),
+            st.evicted);
+      up_to(m.counter("payorch_http_timeouts_total",
+                      "HTTP connections dropped for a request or answer slower than "
+                      "http.read_timeout.", l),
+            st.timeouts);
+    }
+  });
 
   int exit_code = 0;
   int store_lock = -1;  // held (flock) for the life of the process

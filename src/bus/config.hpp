@@ -51,6 +51,11 @@ struct BusConfig {
   // alarm): the connection is dropped, every pending publish fails and is retried by
   // its owner after the reconnect.
   std::chrono::milliseconds confirm_timeout{30'000};
+  // A message with a larger body is refused before it is sent (kRefused), as are
+  // properties AMQP cannot carry (a short string past 255 bytes): the broker would
+  // close the channel for it, again at every retry. Keep it at or below the
+  // broker's max_message_size (RabbitMQ 3.10: 128 MiB).
+  size_t max_message_bytes = 16 * 1024 * 1024;
 
   // Both links.
   uint16_t heartbeat_seconds = 30;

@@ -96,8 +96,59 @@ const char* PublishStatusName(PublishStatus status) {
     case PublishStatus::kConnectionLost: return "connection_lost";
     case PublishStatus::kNotConnected: return "not_connected";
     case PublishStatus::kStopped: return "stopped";
+    case PublishStatus::kRefused: return "refused";
   }
   return "unknown";
+}
+
+namespace {
+
+std::optional<std::string> TableProblem(const Table& table, int depth);
+
+std::optional<std::string> ValueProblem(const FieldValue& v, int depth) {
+  if (depth > 64) return std::string("headers nested deeper than 64");
+  if (v.kind == 'F') return TableProblem(v.table, depth + 1);
+  if (v.kind == 'A')
+    for (const FieldValue& item : v.array)
+      if (auto why = ValueProblem(item, depth + 1)) return why;
+  return std::nullopt;
+}
+
+std::optional<std::string> TableProblem(const Table& table, int depth) {
+  for (const auto& [key, value] : table) {
+    if (key.size() > 128)
+      return "a header name of " + std::to_string(key.size()) + " bytes (AMQP: at most 128)";
+    if (auto why = ValueProblem(value, depth)) return why;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> Unpublishable(const Message& m, size_t max_body_bytes) {
+  if (m.body.size() > max_body_bytes)
+    return "a body of " + std::to_string(m.body.size()) + " bytes (bus.max_message_bytes is " +
+           std::to_string(max_body_bytes) + ")";
+  auto short_string = [](const char* name, size_t size) -> std::optional<std::string> {
+    if (size <= 255) return std::nullopt;
+    return std::string(name) + " of " + std::to_string(size) + " bytes (AMQP: at most 255)";
+  };
+  const Properties& p = m.properties;
+  std::pair<const char*, size_t> fields[] = {
+      {"an exchange name", m.exchange.size()},
+      {"a routing key", m.routing_key.size()},
+      {"a content_type", p.content_type ? p.content_type->size() : 0},
+      {"a content_encoding", p.content_encoding ? p.content_encoding->size() : 0},
+      {"a correlation_id", p.correlation_id ? p.correlation_id->size() : 0},
+      {"a reply_to", p.reply_to ? p.reply_to->size() : 0},
+      {"an expiration", p.expiration ? p.expiration->size() : 0},
+      {"a message_id", p.message_id ? p.message_id->size() : 0},
+      {"a type", p.type ? p.type->size() : 0},
+      {"a user_id", p.user_id ? p.user_id->size() : 0},
+      {"an app_id", p.app_id ? p.app_id->size() : 0}};
+  for (auto [name, size] : fields)
+    if (auto why = short_string(name, size)) return why;
+  return TableProblem(p.headers, 0);
 }
 
 std::optional<std::string> BusConfig::Validate() const {

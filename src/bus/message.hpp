@@ -133,8 +133,15 @@ enum class PublishStatus {
   kConnectionLost,  // the connection went away before the confirm: unknown, publish again
   kNotConnected,    // not sent: there is no connection at the moment
   kStopped,         // not sent: the publisher is shutting down
+  kRefused,         // never sent and never will be as it is (Unpublishable says why)
 };
 const char* PublishStatusName(PublishStatus status);
+
+// Why AMQP or the broker can never take `message` as it is, or nullopt: a body over
+// `max_body_bytes`, an exchange, routing key or short-string property over 255
+// bytes, a header name over 128 bytes, headers nested deeper than 64. Such a
+// message would close the channel (or fail to encode) at every attempt.
+std::optional<std::string> Unpublishable(const Message& message, size_t max_body_bytes);
 
 struct [[nodiscard]] PublishResult {
   PublishStatus status = PublishStatus::kConfirmed;

@@ -184,6 +184,12 @@ class Publisher::Impl {
 
   void PublishOne(Connection& c, Submission s) {
     Message& m = s.message;
+    // Refused here, not by the broker: it would close the channel (or rabbitmq-c
+    // fail to encode) at every retry, taking every other publish in flight with it.
+    if (auto why = Unpublishable(m, config_.max_message_bytes)) {
+      Complete(s.done, PublishStatus::kRefused, "refused: " + *why);
+      return;
+    }
     ++next_seq_;  // the broker numbers the publishes of the channel 1, 2, 3, ...
     if (in_flight_.empty()) first_seq_ = next_seq_;
     InFlight& f = in_flight_.emplace_back();

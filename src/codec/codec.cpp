@@ -1,5 +1,7 @@
 #include "codec/codec.hpp"
 
+#include "domain/safe_text.hpp"
+
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/unknown_field_set.h>
 #include <google/protobuf/util/json_util.h>
@@ -415,7 +417,9 @@ std::string Serialize(const google::protobuf::Message& m) {
 
 }  // namespace
 
-DecodeResult DecodeOrderEvent(std::string_view body, std::string_view content_type) {
+namespace {
+
+DecodeResult Decode(std::string_view body, std::string_view content_type) {
   auto format = ParseContentType(content_type);
   if (auto* err = std::get_if<DecodeError>(&format)) return std::move(*err);
 
@@ -452,6 +456,17 @@ DecodeResult DecodeOrderEvent(std::string_view body, std::string_view content_ty
     return DecodeError{error::kMissingKind, std::move(detail)};
   }
   return FromProto(m);
+}
+
+}  // namespace
+
+DecodeResult DecodeOrderEvent(std::string_view body, std::string_view content_type) {
+  DecodeResult r = Decode(body, content_type);
+  if (r) return r;
+  // Parser messages may quote the body: masked and bounded like every detail.
+  DecodeError e = r.Error();
+  e.detail = domain::SafeDetail(e.detail);
+  return e;
 }
 
 std::string EncodeOrderEvent(const domain::OrderEvent& event) { return Serialize(ToProto(event)); }

@@ -374,6 +374,7 @@ const std::vector<Setting>& Settings() {
     s.push_back(Int(b, "prefetch", FIELD(bus.prefetch), 1, 65535));
     s.push_back(Str(b, "consumer_tag", FIELD(bus.consumer_tag), SR::kName));
     s.push_back(Int(b, "max_in_flight", FIELD(bus.max_in_flight), 1));
+    s.push_back(Int(b, "max_message_bytes", FIELD(bus.max_message_bytes), 1, 128ll << 20));
     s.push_back(Dur(b, "confirm_timeout", FIELD(bus.confirm_timeout)));
     s.push_back(Int(b, "heartbeat_seconds", FIELD(bus.heartbeat_seconds), 0, 65535));
     s.push_back(Dur(b, "connect_timeout", FIELD(bus.connect_timeout)));
@@ -439,6 +440,8 @@ const std::vector<Setting>& Settings() {
     s.push_back(Str(h, "callback_base_url", FIELD(http.callback_base_url), SR::kCallbackUrl));
     s.push_back(Int(h, "max_body_bytes", FIELD(http.max_body_bytes), 1));
     s.push_back(Dur(h, "read_timeout", FIELD(http.read_timeout)));
+    s.push_back(Dur(h, "idle_timeout", FIELD(http.idle_timeout)));
+    s.push_back(Int(h, "max_connections", FIELD(http.max_connections), 1, 1'000'000));
 
     const std::string a = "admin";
     s.push_back(Str(a, "listen_address", FIELD(admin.listen_address), SR::kNonEmpty));

@@ -40,6 +40,11 @@ struct HttpConfig {
   std::size_t max_body_bytes = 64 * 1024;
   // Requests slower than this to arrive (headers and body) are dropped.
   std::chrono::milliseconds read_timeout{10'000};
+  // How long a keep-alive connection may wait for its next request.
+  std::chrono::milliseconds idle_timeout{15'000};
+  // Open connections at most; past it a new one evicts the longest-waiting
+  // idle or slow connection (http::ServerOptions::max_connections).
+  std::size_t max_connections = 1024;
 };
 
 // The operators' endpoint (payorchctl payment resolve/republish): a second

@@ -110,5 +110,6 @@ int PaymentShow(Context& ctx, const Args& args);
 int PaymentList(Context& ctx, const Args& args);
 int PaymentResolve(Context& ctx, const Args& args);
 int PaymentRepublish(Context& ctx, const Args& args);
+int PaymentParked(Context& ctx, const Args& args);
 
 }  // namespace payorch::ctl

@@ -29,6 +29,7 @@ Payments (the store, and payorchd's admin endpoint):
   payment list             payments by phase, age or doubt
   payment resolve ORDER    ask payorchd to resolve the payment now (it reads PayEx)
   payment republish ORDER  ask payorchd to publish the payment's events again
+  payment parked           payment events the bus refused for good, held for an operator
 
 Options (before or after the command):
   --config FILE            payorchd's configuration (default config/payorch.toml)
@@ -146,9 +147,9 @@ died), FILTER, REASON. With ID: that replay and each message it replayed.
   --limit N                at most N replays (default 50)
 )";
 
-constexpr const char* kPaymentHelp = R"(Usage: payorchctl payment show|list|resolve|republish ...
+constexpr const char* kPaymentHelp = R"(Usage: payorchctl payment show|list|resolve|republish|parked ...
 
-show and list read the store; resolve and republish ask the running payorchd
+show and list read the store; resolve, republish and parked ask the running payorchd
 through its admin endpoint (admin.listen_address, admin.port).
 Run 'payorchctl payment COMMAND --help' for one command.
 )";
@@ -186,6 +187,17 @@ constexpr const char* kRepublishHelp = R"(Usage: payorchctl payment republish OR
 Asks payorchd (POST /admin/payments/ORDER_ID/republish on its admin endpoint) to
 publish every payment event of the order again, with the same event ids (consumers
 deduplicate). Needs payorchd running.
+)";
+
+constexpr const char* kParkedHelp = R"(Usage: payorchctl payment parked
+
+Asks payorchd (GET /admin/outbox/parked on its admin endpoint) for the payment
+events the bus refused for good (bigger than bus.max_message_bytes, or properties
+AMQP cannot carry): one per order, with the order's later events waiting behind
+it, and why. They stay unsent in the outbox. Fix the cause (raise the limit, or the
+broker's), then 'payorchctl payment republish ORDER' sends the order's events from
+the parked one on; a restart of payorchd tries them again too. Needs payorchd
+running.
 )";
 
 constexpr OptionSpec kFilterOptions[] = {
@@ -228,6 +240,7 @@ const std::vector<CommandDef>& Commands() {
        PaymentList},
       {"payment", "resolve", kResolveHelp, {}, PaymentResolve},
       {"payment", "republish", kRepublishHelp, {}, PaymentRepublish},
+      {"payment", "parked", kParkedHelp, {}, PaymentParked},
   };
   return commands;
 }

@@ -1,5 +1,7 @@
 #include "ctl/dead_letters.hpp"
 
+#include "domain/safe_text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -141,6 +143,11 @@ DeadLetter Describe(bus::GotMessage m, const bus::Topology& topology) {
         "no x-payorch-error or x-death header: published to the dead-letter exchange "
         "directly?";
   }
+
+  // Whoever published to the dead-letter exchange wrote these: shown on a
+  // terminal, so masked, one line and bounded.
+  d.reason = domain::SafeDetail(d.reason, 64);
+  d.detail = domain::SafeDetail(d.detail, 1000);
 
   if (auto ex = bus::HeaderString(h, "x-payorch-original-exchange")) {
     d.original_exchange = *ex;

@@ -17,10 +17,6 @@ size_t Width(const std::string& s) {
   return n < 0 ? s.size() : static_cast<size_t>(n);
 }
 
-bool IsDigit(char c) {
-  return c >= '0' && c <= '9';
-}
-
 }  // namespace
 
 void Table::Print(std::ostream& out) const {
@@ -69,49 +65,6 @@ std::string FormatAge(std::optional<std::chrono::milliseconds> age) {
   if (s < 120 * 60) return std::to_string(s / 60) + "m";
   if (s < 48 * 3600) return std::to_string(s / 3600) + "h";
   return std::to_string(s / 86400) + "d";
-}
-
-std::string MaskDigits(std::string_view text) {
-  // A number is a run of digits, possibly in groups separated by one space or dash
-  // ("+47 412 34 567", "412-34-567", "0047 41234567"); 8 digits or more is masked,
-  // except a date (2026-11-24), which is no MSISDN and which operators need.
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    if (!IsDigit(text[i])) {
-      out.push_back(text[i++]);
-      continue;
-    }
-    std::string digits;
-    std::vector<size_t> groups;
-    bool dashes_only = true;
-    size_t j = i;
-    for (;;) {
-      const size_t start = j;
-      while (j < text.size() && IsDigit(text[j])) digits.push_back(text[j++]);
-      groups.push_back(j - start);
-      if (j + 1 < text.size() && (text[j] == ' ' || text[j] == '-') && IsDigit(text[j + 1])) {
-        if (text[j] != '-') dashes_only = false;
-        ++j;
-        continue;
-      }
-      break;
-    }
-    const bool date = groups.size() == 3 && dashes_only && groups[0] == 4 && groups[1] == 2 &&
-                      groups[2] == 2;
-    if (digits.size() >= 8 && !date) {
-      // Country code after a '+' stays, like MaskMsisdn's "+47****5432".
-      const bool plus = i > 0 && text[i - 1] == '+' && digits.size() > 8;
-      if (plus) out.append(digits.substr(0, 2));
-      out.append("****");
-      out.append(digits.substr(digits.size() - 4));
-    } else {
-      out.append(text.substr(i, j - i));
-    }
-    i = j;
-  }
-  return out;
 }
 
 std::string ShowBytes(std::string_view bytes, size_t max_bytes) {

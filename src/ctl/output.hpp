@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bus/message.hpp"
+#include "domain/safe_text.hpp"
 #include "domain/types.hpp"
 
 namespace payorch::ctl {
@@ -36,10 +37,7 @@ std::string FormatTime(domain::Time t);
 std::string FormatTime(const std::optional<domain::Time>& t);
 // A coarse age for tables: "45s", "12m", "3h", "2d"; "-" when unknown.
 std::string FormatAge(std::optional<std::chrono::milliseconds> age);
-// Every run of 8 or more digits (an optional '+' in front) keeps only its last 4:
-// "+4798765432" -> "+47****5432" style masking for text that may hold an MSISDN
-// (raw bodies, parser details), where no field tells where the number is.
-std::string MaskDigits(std::string_view text);
+using domain::MaskDigits;  // domain/safe_text.hpp
 // The bytes as text when they are printable UTF-8, else as hex; masked (MaskDigits).
 std::string ShowBytes(std::string_view bytes, size_t max_bytes = 4096);
 

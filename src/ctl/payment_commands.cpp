@@ -4,6 +4,7 @@
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "ctl/admin_client.hpp"
 #include "ctl/context.hpp"
@@ -376,6 +377,54 @@ int PaymentResolve(Context& ctx, const Args& args) {
                  "'payorchctl payment show "
               << order << "'\n";
   }
+  return kExitOk;
+}
+
+// --- payment parked ------------------------------------------------------------------
+
+int PaymentParked(Context& ctx, const Args& args) {
+  if (!args.positional.empty()) throw UsageError("payment parked takes no arguments");
+  AdminClient client = Client(ctx);
+  HttpResponse r;
+  try {
+    r = client.Request("GET", "/admin/outbox/parked");
+  } catch (const AdminError& e) {
+    throw Failure(e.what());
+  }
+  json::value body = ParseBody(r);
+  const json::value* list = body.is_object() ? body.as_object().if_contains("parked") : nullptr;
+  if (r.status != 200 || !list || !list->is_array())
+    throw Failure("payorchd answered HTTP " + std::to_string(r.status) +
+                  " for its parked events: " + MaskDigits(r.body.substr(0, 300)) +
+                  " (an older payorchd?)");
+  if (ctx.Json()) {
+    PrintJson(ctx.out(), body);
+    return kExitOk;
+  }
+  const json::array& parked = list->as_array();
+  if (parked.empty()) {
+    ctx.out() << "no parked payment events: every order's events go out\n";
+    return kExitOk;
+  }
+  auto str = [](const json::object& o, const char* k) {
+    const json::value* v = o.if_contains(k);
+    if (!v) return std::string();
+    return v->is_string() ? std::string(v->as_string()) : json::serialize(*v);
+  };
+  Table table({"ORDER", "EVENT", "SEQ", "KIND", "WAITING", "SINCE", "REASON"});
+  for (const json::value& v : parked) {
+    if (!v.is_object()) continue;
+    const json::object& o = v.as_object();
+    std::string since = "-";
+    if (const json::value* ms = o.if_contains("since_ms"); ms && ms->is_int64())
+      since = FormatTime(domain::FromMillis(ms->as_int64()));
+    table.Add({str(o, "order_id"), str(o, "event_id"), str(o, "sequence"), str(o, "kind"),
+               str(o, "waiting_behind"), since, MaskDigits(str(o, "reason"))});
+  }
+  table.Print(ctx.out());
+  ctx.out() << parked.size() << (parked.size() == 1 ? " order" : " orders")
+            << " held back: fix the cause (see REASON), then 'payorchctl payment republish "
+               "ORDER' publishes the order's events from the parked one on\n";
   return kExitOk;
 }
 

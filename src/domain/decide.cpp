@@ -119,35 +119,11 @@ class Machine {
     std::visit([&](const auto& kind) { OnOrder(ev, kind); }, ev.kind);
   }
 
-  bool ValidAmounts(const OrderEvent& ev, int64_t amount, int64_t vat) {
-    if (amount <= 0) {
-      Reject(ev, code::kInvalidAmount, "amount must be greater than 0 (minor units)");
-      return false;
-    }
-    if (vat < 0 || vat > amount) {
-      Reject(ev, code::kInvalidVatAmount, "vat_amount must be between 0 and amount");
-      return false;
-    }
-    return true;
-  }
-
-  // Control characters (terminal escapes, newlines) in text that reaches PayEx,
-  // its pages and the operators' screens.
-  static bool HasControl(std::string_view s) {
-    for (unsigned char c : s)
-      if (c < 0x20 || c == 0x7F) return true;
+  // The event's own fields (order_rules.hpp); false when it was rejected for them.
+  bool Usable(const OrderEvent& ev, const std::optional<Rejection>& problem) {
+    if (!problem) return true;
+    Reject(ev, problem->code, problem->message);
     return false;
-  }
-
-  bool ValidDescription(const OrderEvent& ev, const std::string& description, bool required) {
-    int len = Utf8Length(description);
-    if (len < 0 || len > 40 || (required && len == 0) || HasControl(description)) {
-      Reject(ev, code::kInvalidDescription,
-             required ? "description must be 1 to 40 characters of UTF-8, no control characters"
-                      : "description must be at most 40 characters of UTF-8, no control characters");
-      return false;
-    }
-    return true;
   }
 
   void OnOrder(const OrderEvent& ev, const PurchaseRequested& pr) {
@@ -155,30 +131,7 @@ class Machine {
       Reject(ev, code::kDuplicatePurchase, "this order already has a purchase");
       return;
     }
-    if (!ValidAmounts(ev, pr.amount, pr.vat_amount)) return;
-    if (pr.currency != "NOK") {
-      Reject(ev, code::kInvalidCurrency, "Vipps accepts only NOK");
-      return;
-    }
-    if (!ValidDescription(ev, pr.description, true)) return;
-    // PayEx documents no length for these; they go to PayEx as they are, so they
-    // are kept to what a browser and a merchant's payer id need.
-    if (pr.user_agent.size() > kMaxUserAgentBytes || HasControl(pr.user_agent) ||
-        Utf8Length(pr.user_agent) < 0) {
-      Reject(ev, code::kInvalidUserAgent,
-             "user_agent must be at most 512 bytes of UTF-8 without control characters");
-      return;
-    }
-    if (pr.payer_reference.size() > kMaxPayerReferenceBytes || HasControl(pr.payer_reference) ||
-        Utf8Length(pr.payer_reference) < 0) {
-      Reject(ev, code::kInvalidPayerReference,
-             "payer_reference must be at most 50 bytes of UTF-8 without control characters");
-      return;
-    }
-    if (!pr.language.empty() && pr.language != "nb-NO" && pr.language != "en-US") {
-      Reject(ev, code::kInvalidLanguage, "language must be nb-NO or en-US");
-      return;
-    }
+    if (!Usable(ev, CheckPurchase(pr))) return;
     std::string msisdn;
     if (!pr.msisdn.empty()) {
       auto normalized = NormalizeMsisdn(pr.msisdn);
@@ -259,13 +212,7 @@ class Machine {
       Reject(ev, code::kUnknownOrder, "no purchase for this order");
       return;
     }
-    if (!ValidId(s.shipment_id)) {
-      Reject(ev, code::kInvalidShipmentId,
-             "shipment_id must be 1 to 128 printable ASCII characters without spaces");
-      return;
-    }
-    if (!ValidAmounts(ev, s.amount, s.vat_amount)) return;
-    if (!ValidDescription(ev, s.description, false)) return;
+    if (!Usable(ev, CheckShipment(s))) return;
     if (RefUsed(OpKind::kCapture, s.shipment_id)) {
       Reject(ev, code::kDuplicateShipment, "this shipment_id was already captured or is pending");
       return;
@@ -323,8 +270,7 @@ class Machine {
       }
       case Phase::kAuthorized: {
         pay.cancel_requested = true;
-        std::string description = c.reason.substr(0, 40);
-        AddCancelOp(ev.event_id, Utf8Length(description) > 0 ? description : "Order cancelled");
+        AddCancelOp(ev.event_id, CancelDescription(c.reason));
         return;
       }
       default: break;
@@ -372,13 +318,7 @@ class Machine {
       Reject(ev, code::kUnknownOrder, "no purchase for this order");
       return;
     }
-    if (!ValidId(r.refund_id)) {
-      Reject(ev, code::kInvalidRefundId,
-             "refund_id must be 1 to 128 printable ASCII characters without spaces");
-      return;
-    }
-    if (!ValidAmounts(ev, r.amount, r.vat_amount)) return;
-    if (!ValidDescription(ev, r.description, false)) return;
+    if (!Usable(ev, CheckRefund(r))) return;
     if (RefUsed(OpKind::kReverse, r.refund_id)) {
       Reject(ev, code::kDuplicateRefund, "this refund_id was already reversed or is pending");
       return;

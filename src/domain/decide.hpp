@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "domain/order_rules.hpp"
 #include "domain/types.hpp"
 
 namespace payorch::domain {
@@ -45,19 +46,8 @@ Decision Decide(const Policy& policy, const Payment& current, const Input& input
 // bare 8 digits; nullopt when the number is not Norwegian.
 std::optional<std::string> NormalizeMsisdn(std::string_view raw);
 
-// Ids from the bus (event_id, order_id, shipment_id, refund_id) travel as AMQP ids
-// (at most 255 bytes), inside payment event ids, in callback URLs, in log lines and
-// in the store: 1 to kMaxIdBytes bytes of printable ASCII without spaces
-// (0x21..0x7E). Longer or other ids are refused where they enter.
-inline constexpr size_t kMaxIdBytes = 128;
-// Bounds on purchase text PayEx documents no length for (userAgent, payerReference).
-inline constexpr size_t kMaxUserAgentBytes = 512;
-inline constexpr size_t kMaxPayerReferenceBytes = 50;
-bool ValidId(std::string_view id);
 // "+47****5432": for logs.
 std::string MaskMsisdn(std::string_view msisdn);
-// Number of Unicode code points of a UTF-8 string; -1 if it is not valid UTF-8.
-int Utf8Length(std::string_view s);
 
 // The payeeReference of an operation: 30 characters of [A-Za-z0-9], derived from
 // the order, the operation kind, its shipment/refund id and attempt, so a restart

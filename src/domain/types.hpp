@@ -283,6 +283,7 @@ inline constexpr const char* kInvalidUserAgent = "invalid_user_agent";
 inline constexpr const char* kInvalidPayerReference = "invalid_payer_reference";
 inline constexpr const char* kInvalidShipmentId = "invalid_shipment_id";
 inline constexpr const char* kInvalidRefundId = "invalid_refund_id";
+inline constexpr const char* kInvalidMetadata = "invalid_metadata";
 inline constexpr const char* kAmountExceedsRemaining = "amount_exceeds_remaining";
 inline constexpr const char* kUnknownOrder = "unknown_order";
 inline constexpr const char* kDuplicatePurchase = "duplicate_purchase";

@@ -32,13 +32,6 @@ std::optional<std::string> NormalizeMsisdn(std::string_view raw) {
   return "+47" + digits;
 }
 
-bool ValidId(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdBytes) return false;
-  for (unsigned char c : id)
-    if (c < 0x21 || c > 0x7E) return false;
-  return true;
-}
-
 std::string MaskMsisdn(std::string_view msisdn) {
   if (msisdn.size() < 4) return "****";
   std::string out;
@@ -49,23 +42,6 @@ std::string MaskMsisdn(std::string_view msisdn) {
   return out;
 }
 
-int Utf8Length(std::string_view s) {
-  int count = 0;
-  for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xE  ? 3
-                 : (c >> 3) == 0x1E ? 4
-                                    : 0;
-    if (len == 0 || i + len > s.size()) return -1;
-    for (size_t k = 1; k < len; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return -1;
-    i += len;
-    ++count;
-  }
-  return count;
-}
 
 namespace {
 

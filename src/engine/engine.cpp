@@ -99,6 +99,8 @@ class Engine::Impl {
     return HintOutcome::kAccepted;
   }
 
+  std::vector<ParkedEvent> Parked() const { return relay_.Parked(); }
+
   RepublishOutcome Republish(const std::string& order_id) {
     RepublishOutcome out;
     if (!decider_.Find(order_id)) return out;
@@ -276,6 +278,10 @@ HintOutcome Engine::Resolve(const std::string& order_id) {
 }
 RepublishOutcome Engine::Republish(const std::string& order_id) {
   return impl_->Republish(order_id);
+}
+
+std::vector<ParkedEvent> Engine::Parked() const {
+  return impl_->Parked();
 }
 EngineStatus Engine::Status() const { return impl_->Status(); }
 EngineCounts Engine::Counts() const { return impl_->Counts(); }

@@ -15,8 +15,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/options.hpp"
+#include "engine/parked_event.hpp"
 #include "engine/ports.hpp"
 
 namespace payorch::metrics {
@@ -78,6 +80,8 @@ class Engine {
   // payorchctl payment republish: every event of the order is published again with
   // its own id and sequence (consumers deduplicate); recorded in the history.
   RepublishOutcome Republish(const std::string& order_id);
+  // Payment events the bus refused for good, one per order (payorchctl outbox).
+  std::vector<ParkedEvent> Parked() const;
 
   EngineStatus Status() const;
   EngineCounts Counts() const;

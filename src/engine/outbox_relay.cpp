@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "domain/safe_text.hpp"
 #include "engine/log.hpp"
 
 namespace payorch::engine {
@@ -40,6 +41,10 @@ void OutboxRelay::Round() {
     for (auto& row : rows) {
       cursor_ = std::max(cursor_, row.seq);
       if (!seqs_.insert(row.seq).second) continue;
+      if (auto p = parked_.find(row.event.order_id); p != parked_.end()) {
+        p->second.rows.push_back(Row{std::move(row), false});  // behind the refused one
+        continue;
+      }
       pending_.push_back(Row{std::move(row), false});
     }
   }
@@ -83,6 +88,11 @@ void OutboxRelay::OnPublished(Row row, PublishOutcome res) {
     Wake();
     return;
   }
+  if (res.permanent) {
+    Park(std::move(row), res);
+    Wake();
+    return;
+  }
   Log(Level::kWarn, "payment_event.publish_failed",
       {{"order_id", row.row.event.order_id},
        {"event_id", row.row.event.event_id},
@@ -91,6 +101,58 @@ void OutboxRelay::OnPublished(Row row, PublishOutcome res) {
   // Back to the front: the order's later events are behind it in the list.
   pending_.push_front(std::move(row));
   RetryLater();
+}
+
+void OutboxRelay::Park(Row row, const PublishOutcome& res) {
+  const std::string order_id = row.row.event.order_id;
+  Held& held = parked_[order_id];
+  held.reason = domain::SafeDetail(res.detail);
+  held.since = ctx_.ports.clock.Now();
+  held.rows.push_front(std::move(row));
+  // The order's later events still waiting go behind it, in sequence order.
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->row.event.order_id == order_id) {
+      held.rows.push_back(std::move(*it));
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  const store::OutboxRow& first = held.rows.front().row;
+  // Once per refusal: the next attempt is an operator's (or the next start's).
+  Log(Level::kError, "payment_event.parked",
+      {{"order_id", order_id},
+       {"event_id", first.event.event_id},
+       {"sequence", std::to_string(first.event.sequence)},
+       {"kind", domain::EventKindName(first.event.kind)},
+       {"reason", held.reason},
+       {"waiting_behind", std::to_string(held.rows.size() - 1)},
+       {"action", "fix the cause, then payorchctl payment republish " + order_id}});
+  ctx_.metrics
+      .counter("payorch_events_parked_total",
+               "Payment events refused for good by the bus and parked for an operator.")
+      .Inc();
+  UpdateParkedGauge();
+}
+
+void OutboxRelay::UpdateParkedGauge() {
+  size_t events = 0;
+  for (const auto& [order, held] : parked_) events += held.rows.size();
+  ctx_.metrics
+      .gauge("payorch_outbox_parked_events",
+             "Payment events not published because their order has an event the bus "
+             "refused for good (payorchctl outbox lists them).")
+      .Set(static_cast<double>(events));
+}
+
+std::vector<ParkedEvent> OutboxRelay::Parked() const {
+  std::vector<ParkedEvent> out;
+  for (const auto& [order, held] : parked_) {
+    const domain::PaymentEvent& e = held.rows.front().row.event;
+    out.push_back(ParkedEvent{order, e.event_id, e.sequence, domain::EventKindName(e.kind),
+                              held.reason, held.since, held.rows.size() - 1});
+  }
+  return out;
 }
 
 void OutboxRelay::RetryLater() {
@@ -106,6 +168,17 @@ void OutboxRelay::RetryLater() {
 
 size_t OutboxRelay::Republish(const std::string& order_id, std::vector<store::OutboxRow> rows) {
   size_t n = 0;
+  // A parked order goes out again from its refused event on, in sequence order.
+  if (auto p = parked_.find(order_id); p != parked_.end()) {
+    Log(Level::kInfo, "payment_event.unparked",
+        {{"order_id", order_id}, {"events", std::to_string(p->second.rows.size())}});
+    auto pos = std::find_if(pending_.begin(), pending_.end(),
+                            [&](const Row& r) { return r.row.event.order_id == order_id; });
+    n += p->second.rows.size();
+    pending_.splice(pos, p->second.rows);
+    parked_.erase(p);
+    UpdateParkedGauge();
+  }
   for (auto& row : rows) {
     if (seqs_.count(row.seq)) continue;  // already on its way
     seqs_.insert(row.seq);

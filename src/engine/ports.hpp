@@ -58,6 +58,8 @@ struct PublishOutcome {
   bool ok = false;
   std::string status;  // "confirmed", "nacked", "returned", "connection_lost", ...
   std::string detail;
+  // Never publishable as it is (bus::PublishStatus::kRefused): retrying cannot help.
+  bool permanent = false;
 };
 
 class EventPublisher {

@@ -5,6 +5,12 @@
 // arrive within read_timeout of the accept; later ones on a keep-alive connection
 // may wait idle_timeout for their first byte, then have read_timeout to arrive.
 //
+// At max_connections a new connection does not wait for a slot: the connection
+// that has waited longest for (or on) a request of its own is cut to make room
+// (evicted), so thousands of idle or slow clients cannot lock a PayEx callback
+// out. Only when every connection is being answered is the new one closed at once
+// (over_limit). Both are logged at most once a second, with counts.
+//
 // Closing: after an answer with Connection: close we shut down our side and read
 // (and discard) for a short bound before closing, because closing a socket with
 // unread request bytes makes the kernel send a reset that can destroy the answer
@@ -159,7 +165,16 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
     beast::tcp_stream stream;
     State state = State::kReading;
     std::string remote;
+    Clock::time_point since = Clock::now();  // when the current state began
+    bool evicted = false;                    // cut to make room; closing
   };
+  // The connection waiting longest for or on a request (idle or reading), not yet
+  // evicted; nullptr when every connection is being answered.
+  Conn* OldestWaiting() const;
+  // Cuts the oldest waiting connection; false when there is none.
+  bool Evict();
+  // "http.over_limit" / "http.evicted" at most once a second, with the count since.
+  void LogThrottled(const char* event, uint64_t& unlogged, Clock::time_point& last);
 
   // `self` keeps the core alive for as long as the coroutine frame exists.
   asio::awaitable<void> Accept(std::shared_ptr<ServerCore> self);
@@ -200,7 +215,41 @@ class ServerCore : public std::enable_shared_from_this<ServerCore> {
   bool stopping_ = false;
   Server::Stats stats_;
   std::unordered_set<Conn*> conns_;
+  size_t evicting_ = 0;  // evicted connections still open (closing)
+  uint64_t unlogged_over_limit_ = 0, unlogged_evicted_ = 0;
+  Clock::time_point last_over_limit_log_{}, last_evicted_log_{};
 };
+
+ServerCore::Conn* ServerCore::OldestWaiting() const {
+  Conn* oldest = nullptr;
+  for (Conn* c : conns_)
+    if (!c->evicted && (c->state == State::kIdle || c->state == State::kReading) &&
+        (!oldest || c->since < oldest->since))
+      oldest = c;
+  return oldest;
+}
+
+bool ServerCore::Evict() {
+  Conn* victim = OldestWaiting();
+  if (!victim) return false;
+  victim->evicted = true;
+  ++evicting_;
+  ++stats_.evicted;
+  victim->stream.cancel();
+  ++unlogged_evicted_;
+  LogThrottled("http.evicted", unlogged_evicted_, last_evicted_log_);
+  return true;
+}
+
+void ServerCore::LogThrottled(const char* event, uint64_t& unlogged, Clock::time_point& last) {
+  const auto now = Clock::now();
+  if (now - last < std::chrono::seconds(1)) return;
+  last = now;
+  Log(Event(event) + " count=" + std::to_string(unlogged) +
+      " open_connections=" + std::to_string(conns_.size()) +
+      " max_connections=" + std::to_string(options_.max_connections));
+  unlogged = 0;
+}
 
 uint16_t ServerCore::Start() {
   if (started_ || stopping_)
@@ -247,15 +296,18 @@ asio::awaitable<void> ServerCore::Accept(std::shared_ptr<ServerCore> self) {
     auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
     if (stopping_ || ec == asio::error::operation_aborted) co_return;
     if (ec) {
-      // e.g. EMFILE: keep serving the connections we have and retry shortly.
+      // e.g. EMFILE: keep serving the connections we have, free a descriptor by
+      // cutting the longest-waiting one, and retry shortly.
       Log(Event("http.accept_error") + " error=" + LogValue(ec.message()));
+      Evict();
       asio::steady_timer pause(executor_, std::chrono::milliseconds(50));
       co_await pause.async_wait(kTuple);
       continue;
     }
-    if (conns_.size() >= options_.max_connections) {
+    if (conns_.size() - evicting_ >= options_.max_connections && !Evict()) {
       ++stats_.over_limit;
-      Log(Event("http.over_limit") + " open_connections=" + std::to_string(conns_.size()));
+      ++unlogged_over_limit_;
+      LogThrottled("http.over_limit", unlogged_over_limit_, last_over_limit_log_);
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
@@ -300,7 +352,10 @@ asio::awaitable<void> ServerCore::Session(std::shared_ptr<ServerCore> self,
   struct Unregister {
     ServerCore* core;
     Conn* conn;
-    ~Unregister() { core->conns_.erase(conn); }
+    ~Unregister() {
+      if (conn->evicted) --core->evicting_;
+      core->conns_.erase(conn);
+    }
   } unregister{this, conn.get()};
 
   boost::system::error_code ignored;
@@ -323,6 +378,7 @@ asio::awaitable<void> ServerCore::Session(std::shared_ptr<ServerCore> self,
       deadline = Clock::now() + read_timeout;
     } else {
       conn->state = State::kIdle;
+      conn->since = Clock::now();
       stream.expires_after(options_.idle_timeout);
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(1024), kTuple);
       if (ec) break;  // idle too long, closed by the peer, or Stop()
@@ -330,8 +386,9 @@ asio::awaitable<void> ServerCore::Session(std::shared_ptr<ServerCore> self,
       deadline = Clock::now() + read_timeout;
     }
     first = false;
-    if (stopping_) break;
+    if (stopping_ || conn->evicted) break;
 
+    if (conn->state != State::kReading) conn->since = Clock::now();  // (the accept's, first)
     conn->state = State::kReading;
     const auto started = Clock::now();
     bhttp::request_parser<bhttp::string_body> parser;
@@ -362,7 +419,7 @@ asio::awaitable<void> ServerCore::Session(std::shared_ptr<ServerCore> self,
         ec = bec;
       }
     }
-    if (stopping_) break;
+    if (stopping_ || conn->evicted) break;
 
     std::string method = "-";
     std::string path = "-";

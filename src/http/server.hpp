@@ -31,7 +31,10 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{10000};
   // How long a keep-alive connection may sit between requests.
   std::chrono::milliseconds idle_timeout{30000};
-  std::size_t max_connections = 1024;  // connections beyond it are closed at once
+  // At this many open connections a new one evicts the connection that has waited
+  // longest for or on a request (idle, or slow to send it); only when all are being
+  // answered is the new one closed at once (Stats::over_limit).
+  std::size_t max_connections = 1024;
   std::string name = "http";           // server=<name> in log lines
   // One structured line per event; never carries a query string. Empty: stderr.
   std::function<void(std::string_view line)> log;
@@ -63,7 +66,8 @@ class Server {
     uint64_t requests = 0;    // requests handed to the handler
     uint64_t rejected = 0;    // 4xx answered by the server itself (400, 413, 431)
     uint64_t timeouts = 0;    // connections dropped for a slow request or response
-    uint64_t over_limit = 0;  // connections closed at once because max_connections were open
+    uint64_t over_limit = 0;  // new connections closed at once: max_connections all being answered
+    uint64_t evicted = 0;     // waiting connections cut to make room for a new one
     std::size_t open_connections = 0;
   };
   Stats stats() const;

@@ -11,6 +11,7 @@
 #include <random>
 
 #include <boost/json.hpp>
+#include "domain/safe_text.hpp"
 
 namespace payorch::payex {
 namespace json = boost::json;
@@ -101,17 +102,24 @@ std::optional<json::value> ParseJson(std::string_view body, std::string& error) 
   return v;
 }
 
+// What PayEx says of a failure reaches logs, events and the store: masked and
+// bounded (domain::SafeDetail), and at most kMaxProblems entries of `problems`.
+constexpr size_t kMaxProblems = 10;
+constexpr size_t kMaxProblemName = 100;
+
 Problem ProblemFromObject(const json::object& o) {
   Problem p;
-  p.type = GetString(o, "type");
-  p.title = GetString(o, "title");
-  p.detail = GetString(o, "detail");
-  p.status = static_cast<int>(GetInt64(o, "status"));
+  p.type = domain::SafeDetail(GetString(o, "type"), kMaxProblemName * 2);
+  p.title = domain::SafeDetail(GetString(o, "title"));
+  p.detail = domain::SafeDetail(GetString(o, "detail"));
+  const int64_t status = GetInt64(o, "status");
+  p.status = status >= 100 && status <= 599 ? static_cast<int>(status) : 0;
   if (const json::value* list = FindNoCase(o, "problems"))
     if (const json::array* a = list->if_array())
       for (const json::value& item : *a)
-        if (const json::object* io = item.if_object())
-          p.problems.emplace_back(GetString(*io, "name"), GetString(*io, "description"));
+        if (const json::object* io = item.if_object(); io && p.problems.size() < kMaxProblems)
+          p.problems.emplace_back(domain::SafeDetail(GetString(*io, "name"), kMaxProblemName),
+                                  domain::SafeDetail(GetString(*io, "description")));
   return p;
 }
 
@@ -508,7 +516,7 @@ bool IsJsonContentType(std::string_view ct) {
 namespace {
 
 Problem Local(const char* type, std::string title, std::string detail, int status = 0) {
-  return Problem{type, std::move(title), std::move(detail), status, {}};
+  return Problem{type, std::move(title), domain::SafeDetail(detail), status, {}};
 }
 
 // The problem PayEx sent, or one that names the status when the body is no problem.

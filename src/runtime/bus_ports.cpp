@@ -66,7 +66,8 @@ void BusPublisher::Start(std::function<void()> on_connected) {
 void BusPublisher::Publish(const domain::PaymentEvent& event,
                            std::function<void(engine::PublishOutcome)> done) {
   publisher_->PublishPaymentEvent(event, [this, done = std::move(done)](bus::PublishResult r) {
-    engine::PublishOutcome o{r.Ok(), bus::PublishStatusName(r.status), std::move(r.detail)};
+    engine::PublishOutcome o{r.Ok(), bus::PublishStatusName(r.status), std::move(r.detail),
+                             r.status == bus::PublishStatus::kRefused};
     if (box_.Put(Confirm{std::move(done), std::move(o)}))
       clock_.Post([this] {
         for (auto& c : box_.Take()) c.done(std::move(c.outcome));

@@ -445,6 +445,71 @@ TEST_F(BusTest, PublishesPaymentEventsPerTheContract) {
   EXPECT_EQ(decoded->shipment_id, "ship-1");
 }
 
+// Issue 11, no poison pill: a message the broker could never take (a message_id
+// past AMQP's 255 bytes, a body over bus.max_message_bytes) is refused before it is
+// sent. The connection stays up (the same generation) and the next publish is
+// confirmed: one bad event cannot flap the link for every other order.
+TEST_F(BusTest, AnUnpublishableMessageIsRefusedWithoutTouchingTheConnection) {
+  ASSERT_NO_THROW(DeclareTopology(config_));
+  std::string sink = PaymentsQueue();
+  BusConfig config = config_;
+  config.max_message_bytes = 1000;
+  Publisher publisher(config);
+  publisher.Start();
+  ASSERT_TRUE(kit::WaitFor([&] { return publisher.Status().connected; }, 10s));
+  const uint64_t generation = publisher.Status().generation;
+
+  auto publish = [&](Message m) { return publisher.Publish(std::move(m)).get(); };
+  Message base;
+  base.exchange = config_.topology.payments_exchange;
+  base.routing_key = "payment.captured";
+  base.body = "ok";
+  Message long_id = base;
+  long_id.properties.message_id = std::string(100 * 1024, 'x');
+  PublishResult r = publish(long_id);
+  EXPECT_EQ(r.status, PublishStatus::kRefused) << r.detail;
+  EXPECT_NE(r.detail.find("message_id of 102400 bytes"), std::string::npos) << r.detail;
+  Message big = base;
+  big.body = std::string(1001, 'b');
+  r = publish(big);
+  EXPECT_EQ(r.status, PublishStatus::kRefused);
+  EXPECT_NE(r.detail.find("1001 bytes"), std::string::npos) << r.detail;
+  Message deep = base;
+  FieldValue v = FieldValue::String("bottom");
+  for (int i = 0; i < 100; ++i) {
+    FieldValue outer;
+    outer.kind = 'F';
+    outer.table["x"] = std::move(v);
+    v = std::move(outer);
+  }
+  deep.properties.headers["deep"] = std::move(v);
+  EXPECT_EQ(publish(deep).status, PublishStatus::kRefused);
+
+  EXPECT_TRUE(publish(base).Ok());
+  EXPECT_EQ(publisher.Status().generation, generation);
+  EXPECT_TRUE(publisher.Status().connected);
+  auto got = admin_->Take(sink);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->body, "ok");
+  EXPECT_FALSE(admin_->Take(sink).has_value());  // none of the refused ones
+}
+
+TEST(UnpublishableTest, NamesWhatAmqpCannotCarry) {
+  Message m;
+  m.routing_key = "payment.x";
+  EXPECT_FALSE(Unpublishable(m, 10));
+  m.properties.correlation_id = std::string(255, 'c');
+  EXPECT_FALSE(Unpublishable(m, 10));
+  m.properties.correlation_id = std::string(256, 'c');
+  EXPECT_EQ(Unpublishable(m, 10).value_or(""), "a correlation_id of 256 bytes (AMQP: at most 255)");
+  m.properties.correlation_id.reset();
+  m.properties.headers[std::string(129, 'h')] = FieldValue::Int(1);
+  EXPECT_EQ(Unpublishable(m, 10).value_or(""), "a header name of 129 bytes (AMQP: at most 128)");
+  m.properties.headers.clear();
+  m.routing_key = std::string(256, 'r');
+  EXPECT_TRUE(Unpublishable(m, 10));
+}
+
 TEST_F(BusTest, ALostConnectionFailsEveryPendingPublishAndThePublisherReconnects) {
   ASSERT_NO_THROW(DeclareTopology(config_));
   std::string sink = PaymentsQueue();

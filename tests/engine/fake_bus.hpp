@@ -23,6 +23,7 @@ struct BusFaults {
   double drop_consumer = 0;    // per delivery: the consumer's connection drops
   double nack = 0;             // per publish: the broker refuses it
   double confirm_lost = 0;     // per publish: taken, but the confirm is lost (connection drops)
+  double refuse = 0;           // per publish: refused for good (bus::PublishStatus::kRefused)
   Duration delivery_max = 5ms;  // delivery delay
   Duration reconnect_max = 2s;
 };
@@ -107,6 +108,10 @@ class FakeBroker {
         done({false, "connection_lost", "connection lost"});
       } else if (r < faults_.nack) {
         done({false, "nacked", "broker refused"});
+      } else if (r > 1 - faults_.refuse) {
+        // Too big, say, for this configuration: never taken, and retrying is no use.
+        done({false, "refused", "refused: a body of 9999 bytes (bus.max_message_bytes is 1)",
+              true});
       } else if (r < faults_.nack + faults_.confirm_lost) {
         payment_events_.push_back(ev);  // the broker has it; the confirm never comes
         DropPublisher();

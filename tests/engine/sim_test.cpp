@@ -19,7 +19,8 @@ namespace {
 
 struct Totals {
   uint64_t worlds = 0, orders = 0, order_events = 0, payment_events = 0, crashes = 0,
-           drains = 0, late_effects = 0, events = 0, expired = 0, watchdogs = 0, dropped = 0;
+           drains = 0, late_effects = 0, events = 0, expired = 0, watchdogs = 0, dropped = 0,
+           parked = 0;
   std::map<std::string, uint64_t> outcomes;
 };
 
@@ -57,6 +58,7 @@ void RunWorlds(const char* name, uint64_t first_seed, uint64_t count, Hostility 
     t.expired += r.calls_expired;
     t.watchdogs += r.call_watchdogs;
     t.dropped += r.calls_dropped;
+    t.parked += r.parked;
     t.events += r.events_run;
     for (const auto& o : r.outcomes) ++t.outcomes[o];
   }
@@ -71,10 +73,11 @@ void RunWorlds(const char* name, uint64_t first_seed, uint64_t count, Hostility 
       static_cast<unsigned long long>(t.drains), static_cast<unsigned long long>(t.late_effects),
       static_cast<unsigned long long>(t.events));
   std::printf("%s: calls expired in the queue %llu, given up by the executor's watchdog %llu, "
-              "dropped because the payment moved on %llu\n",
+              "dropped because the payment moved on %llu; payment events refused for good "
+              "and parked %llu\n",
               name, static_cast<unsigned long long>(t.expired),
               static_cast<unsigned long long>(t.watchdogs),
-              static_cast<unsigned long long>(t.dropped));
+              static_cast<unsigned long long>(t.dropped), static_cast<unsigned long long>(t.parked));
   std::string line;
   for (const auto& [k, n] : t.outcomes) line += " " + k + "=" + std::to_string(n);
   std::printf("%s: outcomes:%s\n", name, line.c_str());
@@ -85,6 +88,7 @@ void RunWorlds(const char* name, uint64_t first_seed, uint64_t count, Hostility 
       EXPECT_GT(t.late_effects, 0u) << "no PayEx effect landed late";
       EXPECT_GT(t.expired, 0u) << "no queued call ever outlived its send_by";
       EXPECT_GT(t.watchdogs, 0u) << "the executor's watchdog never fired";
+      EXPECT_GT(t.parked, 0u) << "no payment event was ever refused for good and parked";
     }
     if (hostility.crashes) EXPECT_GT(t.crashes, 0u) << "no crash happened";
   }

@@ -111,6 +111,7 @@ class World {
     report_.calls_expired = seen_["event=payex.call_expired"];
     report_.call_watchdogs = seen_["event=payex.call_watchdog"];
     report_.calls_dropped = seen_["event=payex.call_dropped"];
+    report_.parked = seen_["event=payment_event.parked"];
     if (process_) Exit();
     engine::SetLogSink(engine::Level::kWarn, nullptr);
     return report_;
@@ -172,6 +173,7 @@ class World {
       bus_faults_.drop_consumer = 0.02 * level;
       bus_faults_.nack = 0.03 * level;
       bus_faults_.confirm_lost = 0.02 * level;
+      bus_faults_.refuse = 0.01 * level;
       payex_faults_.transient = 0.05 * level;
       payex_faults_.doubt_before = 0.04 * level;
       payex_faults_.doubt_after = 0.05 * level;
@@ -343,6 +345,12 @@ class World {
     calm.read_lag_max = payex_faults_.read_lag_max;
     payex_.set_faults(calm);
     if (!process_) StartProcess();
+    // The operator's fix: what the bus refused for good goes out again (a restart
+    // would also retry it). The order's later events follow it in sequence.
+    for (const engine::ParkedEvent& p : process_->engine.Parked()) {
+      Note("republish parked order " + p.order_id);
+      process_->engine.Republish(p.order_id);
+    }
   }
 
   // ---- the invariants -------------------------------------------------------------
@@ -356,6 +364,9 @@ class World {
     // Settled means idle: no call, commit or publish is held anywhere (a leaked
     // slot would still let payments finish, slowly, through the watchdog).
     const engine::EngineCounts c = process_->engine.Counts();
+    if (!process_->engine.Parked().empty())
+      return Fail("order " + process_->engine.Parked().front().order_id +
+                  " still has a parked event after its republish");
     if (c.calls_in_flight || c.calls_queued || c.commits_in_flight || c.publishes_in_flight)
       return Fail("the engine is not idle at the end: " + std::to_string(c.calls_in_flight) +
                   " calls in flight, " + std::to_string(c.calls_queued) + " queued, " +
@@ -510,7 +521,8 @@ class World {
   double stall_rate_ = 0;
   std::map<std::string, uint64_t> seen_ = {{"event=payex.call_expired", 0},
                                            {"event=payex.call_watchdog", 0},
-                                           {"event=payex.call_dropped", 0}};
+                                           {"event=payex.call_dropped", 0},
+                                           {"event=payment_event.parked", 0}};
   bool quiet_ = false;
   bool burst_ = false;
   std::unique_ptr<Process> process_;

@@ -35,6 +35,7 @@ struct WorldReport {
   uint64_t calls_expired = 0;   // queued past their send_by (a stalled commit)
   uint64_t call_watchdogs = 0;  // sent and never answered (the executor gave up)
   uint64_t calls_dropped = 0;   // queued while their payment moved on
+  uint64_t parked = 0;          // payment events the bus refused for good, parked
   uint64_t events_run = 0;
   std::vector<std::string> outcomes;  // "authorized", "captured", ... per answer
 };

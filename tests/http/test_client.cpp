@@ -215,6 +215,13 @@ bool LogCapture::Contains(std::string_view needle) const {
   return false;
 }
 
+size_t LogCapture::Count(std::string_view needle) const {
+  std::lock_guard lock(mutex_);
+  size_t n = 0;
+  for (const auto& line : lines_) n += line.find(needle) != std::string::npos;
+  return n;
+}
+
 std::string LogCapture::Joined() const {
   std::lock_guard lock(mutex_);
   std::string out;

@@ -74,6 +74,7 @@ class LogCapture {
   std::function<void(std::string_view)> Sink();
   std::vector<std::string> Lines() const;
   bool Contains(std::string_view needle) const;  // in any line
+  size_t Count(std::string_view needle) const;   // lines holding it
   std::string Joined() const;
 
  private:
