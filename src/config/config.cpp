@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <tuple>
 
 namespace payorch::config {
 
@@ -592,11 +593,16 @@ class Loader {
   // toml11 keeps tables unordered; the first error reported is the first in the file.
   static std::vector<std::pair<std::string, const toml::value*>> InFileOrder(
       const toml::value& table) {
-    std::vector<std::pair<std::string, const toml::value*>> entries;
-    for (const auto& [key, value] : table.as_table()) entries.emplace_back(key, &value);
-    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-      return Line(*a.second) < Line(*b.second);
+    // Each line number once: toml11 counts the newlines before a value to find its
+    // line, so a comparator asking every time made a large file quadratic (seen
+    // by config_fuzz: 100 ms for the shipped payorch.toml under ASan).
+    std::vector<std::tuple<int, std::string, const toml::value*>> lined;
+    for (const auto& [key, value] : table.as_table()) lined.emplace_back(Line(value), key, &value);
+    std::stable_sort(lined.begin(), lined.end(), [](const auto& a, const auto& b) {
+      return std::get<0>(a) < std::get<0>(b);
     });
+    std::vector<std::pair<std::string, const toml::value*>> entries;
+    for (auto& [line, key, value] : lined) entries.emplace_back(std::move(key), value);
     return entries;
   }
 

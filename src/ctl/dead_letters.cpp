@@ -1,12 +1,11 @@
 #include "ctl/dead_letters.hpp"
 
-#include "domain/safe_text.hpp"
-
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 
 #include "ctl/output.hpp"
+#include "domain/safe_text.hpp"
 #include "store/store.hpp"
 
 namespace payorch::ctl {
@@ -24,12 +23,22 @@ std::optional<std::string> TableString(const bus::Table& t, const std::string& k
   return bus::HeaderString(t, key);
 }
 
+// Seconds since the epoch, as the broker and the consumer write them. A header
+// anyone could have written: a time before 1970 or after 9999 is no time at all
+// (and would overflow in milliseconds).
 std::optional<domain::Time> TableTime(const bus::Table& t, const std::string& key) {
+  constexpr int64_t kLastSecond = 253'402'300'799;  // 9999-12-31T23:59:59Z
   auto it = t.find(key);
   if (it == t.end()) return std::nullopt;
-  if (it->second.kind == 'T') return domain::FromMillis(static_cast<int64_t>(it->second.u) * 1000);
-  if (auto v = it->second.AsInt()) return domain::FromMillis(*v * 1000);
-  return std::nullopt;
+  std::optional<int64_t> seconds;
+  if (it->second.kind == 'T') {
+    if (it->second.u <= static_cast<uint64_t>(kLastSecond))
+      seconds = static_cast<int64_t>(it->second.u);
+  } else {
+    seconds = it->second.AsInt();
+  }
+  if (!seconds || *seconds < 0 || *seconds > kLastSecond) return std::nullopt;
+  return domain::FromMillis(*seconds * 1000);
 }
 
 bool StartsWith(std::string_view s, std::string_view prefix) {

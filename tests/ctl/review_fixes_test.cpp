@@ -289,5 +289,30 @@ TEST(DurationArgTest, AHugeDurationIsAUsageError) {
   EXPECT_THAT(bad.err, HasSubstr("expected a duration"));
 }
 
+// Issue 11 (found by dead_letter_fuzz): a dead-lettered-at header with a time no
+// clock shows (past year 9999, before 1970) overflowed when turned into
+// milliseconds. It is now no time at all; the reason and detail a publisher wrote
+// are shown masked, on one line and bounded.
+TEST(DescribeDeadLetterTest, HostileHeadersAreNoTimeAndShowSafely) {
+  bus::GotMessage m;
+  m.body = "x";
+  m.properties.headers["x-payorch-dead-lettered-at"] =
+      bus::FieldValue::Timestamp(8731751130758905856ull);
+  m.properties.headers["x-payorch-error"] = bus::FieldValue::String("bad\x1b[2J");
+  m.properties.headers["x-payorch-detail"] =
+      bus::FieldValue::String("call +4798765432\n" + std::string(5000, 'd'));
+  DeadLetter d = Describe(m, bus::Topology{});
+  EXPECT_FALSE(d.dead_lettered_at.has_value());
+  EXPECT_EQ(d.reason, "bad [2J");
+  EXPECT_EQ(d.detail.rfind("call +47****5432 ddd", 0), 0u) << d.detail;
+  EXPECT_NE(d.detail.find("... (5017 bytes)"), std::string::npos) << d.detail;
+  EXPECT_LE(d.detail.size(), 1032u);
+
+  m.properties.headers["x-payorch-dead-lettered-at"] = bus::FieldValue::Int(-5);
+  EXPECT_FALSE(Describe(m, bus::Topology{}).dead_lettered_at.has_value());
+  m.properties.headers["x-payorch-dead-lettered-at"] = bus::FieldValue::Timestamp(1'764'000'000);
+  EXPECT_EQ(domain::ToMillis(*Describe(m, bus::Topology{}).dead_lettered_at), 1'764'000'000'000);
+}
+
 }  // namespace
 }  // namespace payorch::ctl::testing
