@@ -38,15 +38,18 @@ void OutboxRelay::Round() {
       return;
     }
     more_ = rows.size() == kLoad;
+    bool held = false;
     for (auto& row : rows) {
       cursor_ = std::max(cursor_, row.seq);
       if (!seqs_.insert(row.seq).second) continue;
       if (auto p = parked_.find(row.event.order_id); p != parked_.end()) {
         p->second.rows.push_back(Row{std::move(row), false});  // behind the refused one
+        held = true;
         continue;
       }
       pending_.push_back(Row{std::move(row), false});
     }
+    if (held) UpdateParkedGauge();
   }
   if (pending_.empty()) return;
   if (!ctx_.ports.publisher.State().connected) {

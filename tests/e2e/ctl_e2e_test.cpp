@@ -108,6 +108,54 @@ TEST(CtlE2e, ResolveAndRepublishGoThroughTheRunningDaemon) {
   EXPECT_NE(r.out.find("resolve"), std::string::npos) << r.out;
 }
 
+// Issue 11, no poison pill: with bus.max_message_bytes too small for one order's
+// events (its ids are long), that order's first event is refused for good and
+// parked, its later events wait behind it, and every other order flows on. The
+// operator sees it (payorchctl payment parked, metrics, one log line), raises the
+// limit and restarts: the order's events go out in sequence, nothing lost.
+TEST(CtlE2e, AnEventTheBusRefusesIsParkedShownAndPublishedAfterAFix) {
+  World w({}, {"bus.max_message_bytes=300"});
+  const std::string big(100, 'L');  // its payment events are over 300 bytes
+  w.Publish(Purchase(big, 2500));
+  w.Publish(Purchase("c-small", 1500));
+  ASSERT_TRUE(w.Expect("c-small", {K::kAuthorized}));
+  ASSERT_TRUE(kit::WaitFor([&] {
+    return w.daemon().Metric("payorch_events_parked_total").value_or(0) >= 1;
+  }, 30s)) << w.daemon().LogTail(30);
+  // Its shipment is decided and captured at PayEx, but its event waits behind.
+  w.Publish(Shipped(big, "s1", 2500));
+  w.Publish(Shipped("c-small", "s1", 1500));
+  ASSERT_TRUE(w.Expect("c-small", {K::kAuthorized, K::kCaptured}));
+  ASSERT_TRUE(kit::WaitFor([&] {
+    return w.daemon().Metric("payorch_outbox_parked_events").value_or(0) == 2;
+  }, 30s)) << w.daemon().Metric("payorch_outbox_parked_events").value_or(-1);
+  EXPECT_TRUE(w.Distinct(big).empty());
+
+  CtlResult r = Ctl(w, {"payment", "parked"});
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(big), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("bus.max_message_bytes is 300"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 order held back"), std::string::npos) << r.out;
+  r = Ctl(w, {"-o", "json", "payment", "parked"});
+  EXPECT_NE(r.out.find("\"waiting_behind\":1"), std::string::npos) << r.out;
+  // Logged once, not at every retry; the publisher's connection never dropped.
+  std::ifstream log(w.daemon().log_path());
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  size_t parked_lines = 0;
+  for (size_t at = 0; (at = text.find("event=payment_event.parked", at)) != std::string::npos; ++at)
+    ++parked_lines;
+  EXPECT_EQ(parked_lines, 1u);
+  EXPECT_EQ(text.find("bus.publisher.disconnected"), std::string::npos);
+
+  // The fix: a limit that fits, and a restart. The parked event and the one
+  // behind it go out, in sequence.
+  w.RestartDaemon({"bus.max_message_bytes=16777216"});
+  ASSERT_TRUE(w.Expect(big, {K::kAuthorized, K::kCaptured}));
+  EXPECT_TRUE(w.SequencesSound());
+  EXPECT_EQ(w.daemon().Metric("payorch_outbox_parked_events").value_or(0), 0);
+  EXPECT_TRUE(w.LedgerOk());
+}
+
 TEST(CtlE2e, WithPayorchdStoppedTheOperatorIsToldPlainly) {
   World w;
   ASSERT_EQ(w.daemon().Term(), 0);

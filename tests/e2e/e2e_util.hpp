@@ -70,6 +70,18 @@ class World {
                    "payments.backoff_cap=500ms", "payments.call_watchdog=3s",
                    "payex.request_timeout=1s", "payex.connect_timeout=500ms"};
     o.overrides.insert(o.overrides.end(), daemon_overrides.begin(), daemon_overrides.end());
+    daemon_options_ = o;
+    daemon_ = std::make_unique<kit::Daemon>(o);
+    daemon_->Start();
+  }
+
+  // Stops payorchd (SIGTERM) and starts it again on the same store with these
+  // settings in place of the test's own extra ones (an operator's fix).
+  void RestartDaemon(std::vector<std::string> daemon_overrides) {
+    ASSERT_EQ(daemon_->Term().value_or(-1), 0) << daemon_->LogTail(30);
+    daemon_.reset();
+    kit::DaemonOptions o = daemon_options_;
+    o.overrides.insert(o.overrides.end(), daemon_overrides.begin(), daemon_overrides.end());
     daemon_ = std::make_unique<kit::Daemon>(o);
     daemon_->Start();
   }
@@ -173,6 +185,7 @@ class World {
   std::unique_ptr<kit::Simulator> sim_;
   std::unique_ptr<kit::BusClient> client_;
   std::unique_ptr<kit::Daemon> daemon_;
+  kit::DaemonOptions daemon_options_;
 };
 
 }  // namespace payorch::e2e
