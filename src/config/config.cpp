@@ -442,7 +442,7 @@ const std::vector<Setting>& Settings() {
     s.push_back(Int(h, "max_body_bytes", FIELD(http.max_body_bytes), 1));
     s.push_back(Dur(h, "read_timeout", FIELD(http.read_timeout)));
     s.push_back(Dur(h, "idle_timeout", FIELD(http.idle_timeout)));
-    s.push_back(Int(h, "max_connections", FIELD(http.max_connections), 1, 1'000'000));
+    s.push_back(Int(h, "max_connections", FIELD(http.max_connections), 1, 65'536));
 
     const std::string a = "admin";
     s.push_back(Str(a, "listen_address", FIELD(admin.listen_address), SR::kNonEmpty));

@@ -3,17 +3,10 @@
 namespace payorch::domain {
 namespace {
 
-// Control characters (terminal escapes, newlines) in text that reaches PayEx,
-// its pages and the operators' screens.
-bool HasControl(std::string_view s) {
-  for (unsigned char c : s)
-    if (c < 0x20 || c == 0x7F) return true;
-  return false;
-}
-
-// UTF-8 of at most `max_bytes` without control characters.
+// Text that reaches PayEx, its pages, logs and the operators' screens: strict
+// UTF-8 of at most `max_bytes`, without controls (domain::IsPlainText).
 bool PlainText(std::string_view s, size_t max_bytes) {
-  return s.size() <= max_bytes && !HasControl(s) && Utf8Length(s) >= 0;
+  return s.size() <= max_bytes && IsPlainText(s);
 }
 
 }  // namespace
@@ -25,23 +18,6 @@ bool ValidId(std::string_view id) {
   return true;
 }
 
-int Utf8Length(std::string_view s) {
-  int count = 0;
-  for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xE  ? 3
-                 : (c >> 3) == 0x1E ? 4
-                                    : 0;
-    if (len == 0 || i + len > s.size()) return -1;
-    for (size_t k = 1; k < len; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return -1;
-    i += len;
-    ++count;
-  }
-  return count;
-}
 
 std::optional<Rejection> CheckAmounts(int64_t amount, int64_t vat_amount) {
   if (amount <= 0) return Rejection{code::kInvalidAmount, "amount must be greater than 0 (minor units)"};
@@ -55,7 +31,7 @@ std::optional<Rejection> CheckAmounts(int64_t amount, int64_t vat_amount) {
 
 std::optional<Rejection> CheckDescription(std::string_view description, bool required) {
   const int len = Utf8Length(description);
-  if (len < 0 || len > 40 || (required && len == 0) || HasControl(description))
+  if (len < 0 || len > 40 || (required && len == 0) || !IsPlainText(description))
     return Rejection{code::kInvalidDescription,
                      required
                          ? "description must be 1 to 40 characters of UTF-8, no control characters"
@@ -91,7 +67,7 @@ std::optional<Rejection> CheckPurchase(const PurchaseRequested& pr) {
 }
 
 std::string CancelDescription(std::string_view reason) {
-  if (reason.empty() || HasControl(reason) || Utf8Length(reason) < 0) return "Order cancelled";
+  if (reason.empty() || !IsPlainText(reason)) return "Order cancelled";
   size_t end = 0;
   for (int chars = 0; end < reason.size() && chars < 40; ++chars) {
     ++end;

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "domain/safe_text.hpp"
 #include "domain/types.hpp"
 
 namespace payorch::domain {
@@ -36,13 +37,12 @@ inline constexpr size_t kMaxMetadataEntries = 32;
 inline constexpr size_t kMaxMetadataKeyBytes = 64;
 inline constexpr size_t kMaxMetadataValueBytes = 512;
 
-// Number of Unicode code points of a UTF-8 string; -1 if it is not valid UTF-8.
-int Utf8Length(std::string_view s);
-
 struct Rejection {
   const char* code;
   std::string message;
 };
+
+// Texts below are domain::IsPlainText: strict UTF-8 without controls.
 
 // 1 <= amount <= kMaxAmount, 0 <= vat_amount <= amount.
 std::optional<Rejection> CheckAmounts(int64_t amount, int64_t vat_amount);

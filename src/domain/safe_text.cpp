@@ -9,12 +9,15 @@ namespace {
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 // The length of the UTF-8 sequence starting at s[i], or 0 when it is not one
-// (overlong forms, surrogates and code points past U+10FFFF included).
-size_t Utf8Sequence(std::string_view s, size_t i) {
+// (overlong forms, surrogates and code points past U+10FFFF included); its code
+// point in `cp`.
+size_t Utf8Sequence(std::string_view s, size_t i, char32_t& cp) {
   const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) return 1;
+  if (b0 < 0x80) {
+    cp = b0;
+    return 1;
+  }
   size_t n = 0;
-  uint32_t cp = 0;
   if (b0 >= 0xC2 && b0 <= 0xDF) {
     n = 2;
     cp = b0 & 0x1F;
@@ -84,19 +87,44 @@ std::string MaskDigits(std::string_view text) {
   return out;
 }
 
+bool IsControl(char32_t c) {
+  return c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x2028 || c == 0x2029 ||
+         (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069);
+}
+
+int Utf8Length(std::string_view s) {
+  int count = 0;
+  char32_t cp = 0;
+  for (size_t i = 0; i < s.size(); ++count) {
+    const size_t n = Utf8Sequence(s, i, cp);
+    if (n == 0) return -1;
+    i += n;
+  }
+  return count;
+}
+
+bool IsPlainText(std::string_view s) {
+  char32_t cp = 0;
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8Sequence(s, i, cp);
+    if (n == 0 || IsControl(cp)) return false;
+    i += n;
+  }
+  return true;
+}
+
 std::string SafeDetail(std::string_view text, std::size_t max_bytes) {
   // Characters first, so that a number split by a newline is masked as one.
   std::string clean;
   clean.reserve(text.size());
+  char32_t cp = 0;
   for (size_t i = 0; i < text.size();) {
-    size_t n = Utf8Sequence(text, i);
-    const auto c = static_cast<unsigned char>(text[i]);
+    size_t n = Utf8Sequence(text, i, cp);
     if (n == 0) {
       clean.push_back('?');
       n = 1;
-    } else if ((n == 1 && (c < 0x20 || c == 0x7f)) ||
-               (n == 2 && c == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0)) {
-      clean.push_back(' ');  // C0, DEL and C1 controls (the 8-bit CSI among them)
+    } else if (IsControl(cp)) {
+      clean.push_back(' ');
     } else {
       clean.append(text.substr(i, n));
     }
@@ -114,16 +142,7 @@ std::string SafeDetail(std::string_view text, std::size_t max_bytes) {
 }
 
 bool IsSafeDetail(std::string_view text, std::size_t max_bytes) {
-  if (text.size() > max_bytes + 32) return false;
-  for (size_t i = 0; i < text.size();) {
-    const size_t n = Utf8Sequence(text, i);
-    if (n == 0) return false;
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (n == 1 && (c < 0x20 || c == 0x7f)) return false;
-    if (n == 2 && c == 0xC2 && static_cast<unsigned char>(text[i + 1]) < 0xA0) return false;
-    i += n;
-  }
-  return MaskDigits(text) == text;
+  return text.size() <= max_bytes + 32 && IsPlainText(text) && MaskDigits(text) == text;
 }
 
 }  // namespace payorch::domain

@@ -15,17 +15,31 @@ namespace payorch::domain {
 // written in groups ("+47 987 65 432") count as one run; a date (2026-11-24) is kept.
 std::string MaskDigits(std::string_view text);
 
+// Number of Unicode code points of a UTF-8 string; -1 if it is not valid UTF-8
+// (strict: no overlong forms, surrogates or code points past U+10FFFF).
+int Utf8Length(std::string_view s);
+
+// Characters that must not reach a terminal, a log line or PayEx from outside:
+// C0 controls and DEL, C1 controls (U+0080..U+009F, the 8-bit escape among them),
+// the line and paragraph separators U+2028/U+2029 and the bidirectional
+// overrides and isolates (U+202A..U+202E, U+2066..U+2069), which reorder what a
+// terminal shows.
+bool IsControl(char32_t code_point);
+// Strict UTF-8 without any IsControl character.
+bool IsPlainText(std::string_view s);
+
 // The bound of SafeDetail unless a caller asks for another.
 inline constexpr std::size_t kMaxDetailBytes = 300;
 
-// MaskDigits, then one line of valid UTF-8: control characters (newlines, escape
-// codes, DEL) become spaces, a byte that is not UTF-8 becomes '?'; longer than
+// MaskDigits, then one line of valid UTF-8: IsControl characters (newlines, escape
+// codes, DEL, separators, bidi overrides) become spaces, a byte that is not UTF-8
+// becomes '?'; longer than
 // `max_bytes` is cut on a character boundary and ends "... (N bytes)". The result
 // is at most max_bytes + 32 bytes long.
 std::string SafeDetail(std::string_view text, std::size_t max_bytes = kMaxDetailBytes);
 
-// What SafeDetail promises (for tests and fuzz targets): one line of valid UTF-8
-// without control characters, at most max_bytes + 32 bytes, nothing left to mask.
+// What SafeDetail promises (for tests and fuzz targets): IsPlainText, at most
+// max_bytes + 32 bytes, nothing left to mask.
 bool IsSafeDetail(std::string_view text, std::size_t max_bytes = kMaxDetailBytes);
 
 }  // namespace payorch::domain

@@ -80,7 +80,7 @@ class Engine {
   // payorchctl payment republish: every event of the order is published again with
   // its own id and sequence (consumers deduplicate); recorded in the history.
   RepublishOutcome Republish(const std::string& order_id);
-  // Payment events the bus refused for good, one per order (payorchctl outbox).
+  // Payment events the bus refused for good, one per order (payorchctl payment parked).
   std::vector<ParkedEvent> Parked() const;
 
   EngineStatus Status() const;

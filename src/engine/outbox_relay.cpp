@@ -51,7 +51,12 @@ void OutboxRelay::Round() {
     }
     if (held) UpdateParkedGauge();
   }
-  if (pending_.empty()) return;
+  if (pending_.empty()) {
+    // Every row loaded may have joined a parked order: load on (more_), or the
+    // rest of the outbox would wait for the next commit and a drain for its deadline.
+    if (more_) Wake();
+    return;
+  }
   if (!ctx_.ports.publisher.State().connected) {
     RetryLater();
     return;
@@ -91,6 +96,17 @@ void OutboxRelay::OnPublished(Row row, PublishOutcome res) {
     Wake();
     return;
   }
+  if (res.permanent && row.republish) {
+    // An operator's second copy of an event consumers already have: nothing waits
+    // behind it, so it is dropped (said once), not parked.
+    seqs_.erase(row.row.seq);
+    Log(Level::kError, "payment_event.republish_refused",
+        {{"order_id", row.row.event.order_id},
+         {"event_id", row.row.event.event_id},
+         {"reason", domain::SafeDetail(res.detail)}});
+    Wake();
+    return;
+  }
   if (res.permanent) {
     Park(std::move(row), res);
     Wake();
@@ -101,18 +117,26 @@ void OutboxRelay::OnPublished(Row row, PublishOutcome res) {
        {"event_id", row.row.event.event_id},
        {"status", res.status},
        {"detail", res.detail}});
-  // Back to the front: the order's later events are behind it in the list.
-  pending_.push_front(std::move(row));
+  // Back in front of the order's later events (an operator's republish may have
+  // queued earlier ones meanwhile: those stay ahead of it).
+  const std::string& order_id = row.row.event.order_id;
+  const int64_t seq = row.row.seq;
+  auto pos = std::find_if(pending_.begin(), pending_.end(), [&](const Row& r) {
+    return r.row.event.order_id == order_id && r.row.seq > seq;
+  });
+  pending_.insert(pos == pending_.end() ? pending_.begin() : pos, std::move(row));
   RetryLater();
 }
 
 void OutboxRelay::Park(Row row, const PublishOutcome& res) {
   const std::string order_id = row.row.event.order_id;
   Held& held = parked_[order_id];
+  held.refused = row.row.event;
   held.reason = domain::SafeDetail(res.detail);
   held.since = ctx_.ports.clock.Now();
   held.rows.push_front(std::move(row));
-  // The order's later events still waiting go behind it, in sequence order.
+  // The order's other events still waiting join it, all in sequence order (an
+  // operator's republish may have queued earlier ones).
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->row.event.order_id == order_id) {
       held.rows.push_back(std::move(*it));
@@ -121,13 +145,14 @@ void OutboxRelay::Park(Row row, const PublishOutcome& res) {
       ++it;
     }
   }
-  const store::OutboxRow& first = held.rows.front().row;
+  held.rows.sort([](const Row& a, const Row& b) { return a.row.seq < b.row.seq; });
+  const domain::PaymentEvent& first = held.refused;
   // Once per refusal: the next attempt is an operator's (or the next start's).
   Log(Level::kError, "payment_event.parked",
       {{"order_id", order_id},
-       {"event_id", first.event.event_id},
-       {"sequence", std::to_string(first.event.sequence)},
-       {"kind", domain::EventKindName(first.event.kind)},
+       {"event_id", first.event_id},
+       {"sequence", std::to_string(first.sequence)},
+       {"kind", domain::EventKindName(first.kind)},
        {"reason", held.reason},
        {"waiting_behind", std::to_string(held.rows.size() - 1)},
        {"action", "fix the cause, then payorchctl payment republish " + order_id}});
@@ -144,14 +169,14 @@ void OutboxRelay::UpdateParkedGauge() {
   ctx_.metrics
       .gauge("payorch_outbox_parked_events",
              "Payment events not published because their order has an event the bus "
-             "refused for good (payorchctl outbox lists them).")
+             "refused for good (payorchctl payment parked lists them).")
       .Set(static_cast<double>(events));
 }
 
 std::vector<ParkedEvent> OutboxRelay::Parked() const {
   std::vector<ParkedEvent> out;
   for (const auto& [order, held] : parked_) {
-    const domain::PaymentEvent& e = held.rows.front().row.event;
+    const domain::PaymentEvent& e = held.refused;
     out.push_back(ParkedEvent{order, e.event_id, e.sequence, domain::EventKindName(e.kind),
                               held.reason, held.since, held.rows.size() - 1});
   }

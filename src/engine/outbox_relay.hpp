@@ -8,7 +8,7 @@
 // A publish refused for good (PublishOutcome::permanent: the message can never be
 // sent as it is) is parked, not retried: it stays unsent in the outbox, is counted
 // (payorch_events_parked_total, payorch_outbox_parked_events), logged once, listed
-// by Parked() (payorchctl outbox) and tried again on an operator's Republish of its
+// by Parked() (payorchctl payment parked) and tried again on an operator's Republish of its
 // order or at the next start (after a fix). Its order's later events wait behind
 // it, so consumers still see the order's sequence without gaps; every other order
 // flows on.
@@ -65,7 +65,8 @@ class OutboxRelay {
   // Orders whose first unsent event was refused for good: that event (first) and
   // the order's later ones, in sequence order, out of pending_.
   struct Held {
-    std::list<Row> rows;
+    std::list<Row> rows;             // in sequence order, the refused one among them
+    domain::PaymentEvent refused;    // the event the bus refused
     std::string reason;
     domain::Time since{};
   };

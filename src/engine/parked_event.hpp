@@ -1,5 +1,5 @@
 // A payment event the bus refused for good (bus::PublishStatus::kRefused), parked by
-// the outbox relay until an operator republishes its order (payorchctl outbox).
+// the outbox relay until an operator republishes its order (payorchctl payment parked).
 #pragma once
 
 #include <cstddef>

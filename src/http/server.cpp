@@ -299,7 +299,7 @@ asio::awaitable<void> ServerCore::Accept(std::shared_ptr<ServerCore> self) {
       // e.g. EMFILE: keep serving the connections we have, free a descriptor by
       // cutting the longest-waiting one, and retry shortly.
       Log(Event("http.accept_error") + " error=" + LogValue(ec.message()));
-      Evict();
+      if (ec == asio::error::no_descriptors) Evict();
       asio::steady_timer pause(executor_, std::chrono::milliseconds(50));
       co_await pause.async_wait(kTuple);
       continue;

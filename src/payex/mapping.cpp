@@ -103,13 +103,16 @@ std::optional<json::value> ParseJson(std::string_view body, std::string& error) 
 }
 
 // What PayEx says of a failure reaches logs, events and the store: masked and
-// bounded (domain::SafeDetail), and at most kMaxProblems entries of `problems`.
-constexpr size_t kMaxProblems = 10;
+// bounded (domain::SafeDetail), and at most kMaxProblems entries of `problems`
+// (far more than PayEx sends: the state machine looks through them for the field
+// a refusal names).
+constexpr size_t kMaxProblems = 100;
 constexpr size_t kMaxProblemName = 100;
+constexpr size_t kMaxProblemType = 500;
 
 Problem ProblemFromObject(const json::object& o) {
   Problem p;
-  p.type = domain::SafeDetail(GetString(o, "type"), kMaxProblemName * 2);
+  p.type = domain::SafeDetail(GetString(o, "type"), kMaxProblemType);
   p.title = domain::SafeDetail(GetString(o, "title"));
   p.detail = domain::SafeDetail(GetString(o, "detail"));
   const int64_t status = GetInt64(o, "status");

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "domain/order_rules.hpp"
 #include "domain/safe_text.hpp"
 
 namespace payorch::domain {
@@ -48,6 +49,42 @@ TEST(SafeDetail, WhatItMakesIsAlwaysSafe) {
     EXPECT_LE(SafeDetail(all, max).size(), max + 32);
   }
   EXPECT_EQ(SafeDetail("at 2026-11-24"), "at 2026-11-24");  // dates stay readable
+}
+
+TEST(PlainText, RefusesWhatReordersOrBreaksATerminalAndNonShortestUtf8) {
+  EXPECT_TRUE(IsPlainText("Bøker og blyanter \xe2\x82\xac"));
+  for (const char* bad : {"a\tb", "esc\x1b[2J", "csi \xc2\x9b" "2J", "ls \xe2\x80\xa8",
+                          "rlo \xe2\x80\xae", "isolate \xe2\x81\xa6", "overlong \xc0\x80",
+                          "surrogate \xed\xa0\x80", "past U+10FFFF \xf5\x80\x80\x80"})
+    EXPECT_FALSE(IsPlainText(bad)) << bad;
+  EXPECT_EQ(Utf8Length("\xc0\x80"), -1);
+  EXPECT_EQ(Utf8Length("\xc3\xb8re"), 3);
+  EXPECT_EQ(SafeDetail("rlo \xe2\x80\xae" "txt"), "rlo  txt");
+}
+
+TEST(OrderRules, PurchaseTextsAreStrictAndAmountsBounded) {
+  PurchaseRequested p;
+  p.amount = kMaxAmount;
+  p.currency = "NOK";
+  p.description = "Books";
+  EXPECT_FALSE(CheckPurchase(p));
+  p.amount = kMaxAmount + 1;
+  EXPECT_STREQ(CheckPurchase(p)->code, code::kInvalidAmount);
+  p.amount = 100;
+  p.description = "Books \xc2\x9b" "2J";
+  EXPECT_STREQ(CheckPurchase(p)->code, code::kInvalidDescription);
+  p.description = "Books";
+  p.metadata["k"] = std::string(513, 'v');
+  EXPECT_STREQ(CheckPurchase(p)->code, code::kInvalidMetadata);
+  p.metadata.clear();
+  for (int i = 0; i < 33; ++i) p.metadata["k" + std::to_string(i)] = "v";
+  EXPECT_STREQ(CheckPurchase(p)->code, code::kInvalidMetadata);
+  p.metadata.clear();
+  p.user_agent = "Mozilla \xe2\x80\xae";
+  EXPECT_STREQ(CheckPurchase(p)->code, code::kInvalidUserAgent);
+  EXPECT_EQ(CancelDescription("changed my mind \x1b[2J"), "Order cancelled");
+  EXPECT_EQ(CancelDescription(std::string(45, 'x')), std::string(40, 'x'));
+  EXPECT_EQ(CancelDescription(std::string(41, '\xc3') ), "Order cancelled");  // not UTF-8
 }
 
 }  // namespace

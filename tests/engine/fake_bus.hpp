@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -108,8 +109,10 @@ class FakeBroker {
         done({false, "connection_lost", "connection lost"});
       } else if (r < faults_.nack) {
         done({false, "nacked", "broker refused"});
-      } else if (r > 1 - faults_.refuse) {
-        // Too big, say, for this configuration: never taken, and retrying is no use.
+      } else if (faults_.refuse > 0 && (r > 1 - faults_.refuse || refused_.count(ev.event_id))) {
+        // Too big, say, for this configuration: never taken, and refused again at
+        // every attempt (a restart's, an operator's) until the faults stop.
+        refused_.insert(ev.event_id);
         done({false, "refused", "refused: a body of 9999 bytes (bus.max_message_bytes is 1)",
               true});
       } else if (r < faults_.nack + faults_.confirm_lost) {
@@ -221,6 +224,7 @@ class FakeBroker {
   bool publisher_up_ = false;
   std::function<void()> on_connected_;
   std::vector<domain::PaymentEvent> payment_events_;
+  std::set<std::string> refused_;  // event ids refused for good while faults last
 };
 
 // The ports of one engine process on the broker.

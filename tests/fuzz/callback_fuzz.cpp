@@ -5,6 +5,7 @@
 // target is replaced by the right token for the order id in front of it.
 // Beyond not crashing: only the documented statuses, and on_hint runs only for an
 // authentic callback with a JSON object body, with a non-empty order id.
+#include <cctype>
 #include <set>
 #include <string>
 
@@ -50,9 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!http::ParseTarget(raw->target, r)) continue;  // the server's 400
     r.method = raw->method;
     r.body = raw->body;
-    for (const auto& [name, value] : raw->headers)
-      if (name.size() == 12 && (name[0] | 0x20) == 'c' && name.substr(1) == "ontent-Type")
-        r.content_type = value;
+    for (const auto& [name, value] : raw->headers) {
+      std::string lower = name;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lower == "content-type") r.content_type = value;
+    }
     r.remote_address = "127.0.0.1";
 
     int hints = 0;

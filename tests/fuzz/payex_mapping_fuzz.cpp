@@ -15,10 +15,10 @@ namespace {
 void CheckProblem(const domain::Problem& p) {
   FUZZ_CHECK(domain::IsSafeDetail(p.title), p.title);
   FUZZ_CHECK(domain::IsSafeDetail(p.detail), p.detail);
-  FUZZ_CHECK(domain::IsSafeDetail(p.type), p.type);
-  FUZZ_CHECK(p.problems.size() <= 10, std::to_string(p.problems.size()));
+  FUZZ_CHECK(domain::IsSafeDetail(p.type, 500), p.type);
+  FUZZ_CHECK(p.problems.size() <= 100, std::to_string(p.problems.size()));
   for (const auto& [name, description] : p.problems) {
-    FUZZ_CHECK(domain::IsSafeDetail(name), name);
+    FUZZ_CHECK(domain::IsSafeDetail(name, 100), name);
     FUZZ_CHECK(domain::IsSafeDetail(description), description);
   }
 }

@@ -5,6 +5,7 @@
 // fuzzer reaches authorizations, captures, cancellations and reversals.
 // Beyond not crashing: every answer has a real HTTP status, and the ledger
 // (GET /admin/ledger) shows none of PayEx's money rules broken, whatever was asked.
+#include <cctype>
 #include <string>
 
 #include "fuzz_support.hpp"
