@@ -26,6 +26,9 @@ struct Options {
   std::chrono::milliseconds drain_wait{15'000};
   // A commit refused as busy or locked is tried this many times in all.
   int commit_attempts = 4;
+  // Unsent outbox rows the relay reads per store query (the simulation makes it
+  // small, so that the relay's paging is exercised with a few orders).
+  std::size_t outbox_page = 2048;
 };
 
 }  // namespace payorch::engine

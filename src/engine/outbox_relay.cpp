@@ -10,8 +10,6 @@ namespace payorch::engine {
 namespace {
 // Publishes in flight at once; per order at most one.
 constexpr size_t kWindow = 2048;
-// Unsent outbox rows read per store query.
-constexpr size_t kLoad = 2048;
 }  // namespace
 
 OutboxRelay::OutboxRelay(Context& ctx, GroupCommit& commit)
@@ -29,15 +27,16 @@ void OutboxRelay::Wake(bool new_rows) {
 
 void OutboxRelay::Round() {
   if (ctx_.stopped || ctx_.fatal) return;
-  if (more_ && pending_.size() < kLoad / 2) {
+  const size_t page = std::max<size_t>(1, ctx_.options.outbox_page);
+  if (more_ && pending_.size() < (page + 1) / 2) {
     std::vector<store::OutboxRow> rows;
     try {
-      rows = ctx_.store.UnsentOutbox(kLoad, cursor_);
+      rows = ctx_.store.UnsentOutbox(page, cursor_);
     } catch (const std::exception& e) {
       ctx_.StoreBroken(e.what());
       return;
     }
-    more_ = rows.size() == kLoad;
+    more_ = rows.size() == page;
     bool held = false;
     for (auto& row : rows) {
       cursor_ = std::max(cursor_, row.seq);
@@ -74,7 +73,7 @@ void OutboxRelay::Round() {
       OnPublished(std::move(*row), std::move(res));
     });
   }
-  if (more_ && pending_.size() < kLoad / 2) Wake();
+  if (more_ && pending_.size() < (page + 1) / 2) Wake();
 }
 
 void OutboxRelay::OnPublished(Row row, PublishOutcome res) {

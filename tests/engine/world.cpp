@@ -202,6 +202,8 @@ class World {
     // Sometimes a tight rate limit: calls queue, and some wait past their send_by.
     options_.payex_rate_limit = Roll() < 0.2 ? 2 : 0;
     options_.cache_max = Roll() < 0.3 ? 2 : 1000;
+    // Sometimes the relay reads the outbox a row or a few at a time.
+    options_.outbox_page = Roll() < 0.3 ? static_cast<size_t>(Between(1, 3)) : 2048;
     options_.drain_wait = 15s;
   }
 
