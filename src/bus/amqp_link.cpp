@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "domain/safe_text.hpp"
+
 namespace payorch::bus::detail {
 namespace {
 
@@ -464,6 +466,16 @@ namespace {
 std::mutex g_sink_mutex;
 std::function<void(std::string_view)> g_sink;
 }  // namespace
+
+std::string Quoted(std::string_view text) {
+  const std::string safe = domain::SafeDetail(text);
+  std::string out = "\"";
+  for (char ch : safe) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + '"';
+}
 
 void Log(const std::string& event, const std::string& fields) {
   std::string line = "event=" + event + (fields.empty() ? "" : " " + fields);

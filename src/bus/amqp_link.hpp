@@ -15,6 +15,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "bus/config.hpp"
 #include "bus/message.hpp"
@@ -170,5 +171,9 @@ class StatusKeeper {
 
 // One structured line on stderr: "bus: event=<event> <fields>".
 void Log(const std::string& event, const std::string& fields);
+// A field value from outside (a routing key, a broker's or a parser's words) for
+// Log: masked, one line, bounded (domain::SafeDetail), quoted with its quotes and
+// backslashes escaped, so it can neither break the line nor forge a field.
+std::string Quoted(std::string_view text);
 
 }  // namespace payorch::bus::detail

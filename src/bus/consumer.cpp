@@ -175,7 +175,7 @@ class Consumer::Impl {
       } catch (const std::exception& e) {
         Forget();
         status_.Disconnected(e.what());
-        detail::Log("bus.consumer.disconnected", std::string("error=\"") + e.what() + "\"");
+        detail::Log("bus.consumer.disconnected", "error=" + detail::Quoted(e.what()));
       }
       Forget();
       if (stop_) break;
@@ -341,7 +341,7 @@ class Consumer::Impl {
     } catch (const std::exception& e) {
       // The handler could not take it: give it back rather than hold it for ever.
       detail::Log("bus.consumer.handler_failed",
-                  "delivery_tag=" + std::to_string(tag) + " error=\"" + e.what() + "\"");
+                  "delivery_tag=" + std::to_string(tag) + " error=" + detail::Quoted(e.what()));
       Push(Command{Command::kRequeue, generation, tag});
     }
   }
@@ -369,8 +369,9 @@ class Consumer::Impl {
                       Bytes(routing_key), /*mandatory=*/1, /*immediate=*/0, &props, Bytes(body)),
                   "publishing a dead letter");
     dead_pending_[++dead_seq_] = DeadPending{tag, routing_key, std::move(body)};
-    detail::Log("bus.consumer.dead_letter", "routing_key=" + routing_key + " error=" + error.code +
-                                                " detail=\"" + error.detail + "\"");
+    detail::Log("bus.consumer.dead_letter", "routing_key=" + detail::Quoted(routing_key) +
+                                                " error=" + error.code +
+                                                " detail=" + detail::Quoted(error.detail));
   }
 
   void OnDeadConfirm(Connection& c, uint64_t seq, bool multiple, bool ok) {

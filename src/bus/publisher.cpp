@@ -106,7 +106,7 @@ class Publisher::Impl {
         last_error_ = e.what();
         status_.Disconnected(e.what());
         FailInFlight(PublishStatus::kConnectionLost, std::string("connection lost: ") + e.what());
-        detail::Log("bus.publisher.disconnected", std::string("error=\"") + e.what() + "\"");
+        detail::Log("bus.publisher.disconnected", "error=" + detail::Quoted(e.what()));
       }
       // Only after a stop is anything still in flight here (a failure failed it above).
       FailInFlight(PublishStatus::kStopped, "publisher stopped");
@@ -249,7 +249,7 @@ class Publisher::Impl {
         blocked_ = true;
         std::string reason = "the broker blocked publishing: " + ToString(blocked->reason);
         status_.Problem(reason);
-        detail::Log("bus.publisher.blocked", "reason=\"" + ToString(blocked->reason) + "\"");
+        detail::Log("bus.publisher.blocked", "reason=" + detail::Quoted(ToString(blocked->reason)));
         break;
       }
       case AMQP_CONNECTION_UNBLOCKED_METHOD:
@@ -323,7 +323,7 @@ class Publisher::Impl {
     try {
       done(PublishResult{status, why});
     } catch (const std::exception& e) {
-      detail::Log("bus.publisher.callback_failed", std::string("error=\"") + e.what() + "\"");
+      detail::Log("bus.publisher.callback_failed", "error=" + detail::Quoted(e.what()));
     }
   }
 

@@ -178,8 +178,10 @@ size_t Scan(bus::HoldChannel& hold, const std::string& queue, const bus::Topolog
 void PrintLetterTable(Context& ctx, const std::vector<DeadLetter>& letters, domain::Time now) {
   Table t({"ID", "REASON", "ROUTING KEY", "ORDER", "EVENT", "AGE", "SIZE"});
   for (const auto& d : letters)
-    t.Add({d.id, d.reason, d.routing_key, d.order_id.empty() ? "-" : d.order_id,
-           d.event_id.empty() ? "-" : d.event_id, FormatAge(d.Age(now)), std::to_string(d.Size())});
+    t.Add({ShowText(d.id), d.reason, ShowText(d.routing_key),
+           d.order_id.empty() ? "-" : ShowText(d.order_id),
+           d.event_id.empty() ? "-" : ShowText(d.event_id), FormatAge(d.Age(now)),
+           std::to_string(d.Size())});
   t.Print(ctx.out());
 }
 
@@ -303,39 +305,42 @@ int DlqShow(Context& ctx, const Args& args) {
     const DeadLetter& d = found[i];
     if (i > 0) o << "\n";
     if (found.size() > 1) o << "(copy " << i + 1 << " of " << found.size() << ")\n";
-    o << "id:             " << d.id << "\n"
+    o << "id:             " << ShowText(d.id) << "\n"
       << "queue:          " << topology.dead_letter_queue << "\n"
       << "reason:         " << d.reason << "\n"
       << "detail:         " << MaskDigits(d.detail) << "\n"
-      << "came from:      exchange '" << d.original_exchange << "', routing key '" << d.routing_key
-      << "'\n"
-      << "order:          " << (d.order_id.empty() ? "-" : d.order_id) << "\n"
-      << "event:          " << (d.event_id.empty() ? "-" : d.event_id) << "\n"
+      << "came from:      exchange '" << ShowText(d.original_exchange) << "', routing key '"
+      << ShowText(d.routing_key) << "'\n"
+      << "order:          " << (d.order_id.empty() ? "-" : ShowText(d.order_id)) << "\n"
+      << "event:          " << (d.event_id.empty() ? "-" : ShowText(d.event_id)) << "\n"
       << "dead-lettered:  " << FormatTime(d.dead_lettered_at) << " (" << FormatAge(d.Age(now))
       << " ago)\n"
       << "size:           " << d.Size() << " bytes\n";
     if (!d.replay_id.empty())
-      o << "replayed:       by replay " << d.replay_id << " ("
-        << bus::HeaderString(d.message.properties.headers, kReplayedByHeader).value_or("?")
+      o << "replayed:       by replay " << ShowText(d.replay_id) << " ("
+        << ShowText(bus::HeaderString(d.message.properties.headers, kReplayedByHeader)
+                        .value_or("?"))
         << ") and dead-lettered again\n";
     o << "properties:\n";
     for (const auto& [key, value] : PropertiesJson(d.message.properties))
-      o << "  " << std::string(key) << ": "
-        << (value.is_string() ? std::string(value.as_string()) : json::serialize(value)) << "\n";
+      o << "  " << ShowText(key) << ": "
+        << ShowText(value.is_string() ? std::string(value.as_string()) : json::serialize(value),
+                    1000)
+        << "\n";
     o << "headers:\n";
     for (const auto& [key, value] : MaskedHeaders(d.message.properties.headers)) {
-      o << "  " << key << ": " << value.ToText();
+      o << "  " << ShowText(key) << ": " << ShowText(value.ToText(), 1000);
       if (value.kind == 'T')
         o << " (" << FormatTime(domain::FromMillis(static_cast<int64_t>(value.u) * 1000)) << ")";
       o << "\n";
     }
     if (d.event) {
-      o << "body (" << d.message.properties.content_type.value_or("no content type")
+      o << "body (" << ShowText(d.message.properties.content_type.value_or("no content type"))
         << ", decodes; as the contract's JSON, MSISDNs masked):\n"
         << MaskedEventJson(*d.event, true);
       if (MaskedEventJson(*d.event, true).back() != '\n') o << "\n";
     } else {
-      o << "body (" << d.message.properties.content_type.value_or("no content type")
+      o << "body (" << ShowText(d.message.properties.content_type.value_or("no content type"))
         << ", does not decode: " << d.decode_error->code << ": "
         << MaskDigits(d.decode_error->detail) << "):\n"
         << ShowBytes(d.message.body) << "\n";

@@ -67,6 +67,11 @@ std::string FormatAge(std::optional<std::chrono::milliseconds> age) {
   return std::to_string(s / 86400) + "d";
 }
 
+std::string ShowText(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes && domain::IsPlainText(text)) return std::string(text);
+  return domain::SafeDetail(text, max_bytes);
+}
+
 std::string ShowBytes(std::string_view bytes, size_t max_bytes) {
   const std::string_view shown = bytes.substr(0, max_bytes);
   bool printable = domain::Utf8Length(shown) >= 0;

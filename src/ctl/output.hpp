@@ -38,6 +38,10 @@ std::string FormatTime(const std::optional<domain::Time>& t);
 // A coarse age for tables: "45s", "12m", "3h", "2d"; "-" when unknown.
 std::string FormatAge(std::optional<std::chrono::milliseconds> age);
 using domain::MaskDigits;  // domain/safe_text.hpp
+// A name or id someone else wrote (a dead letter's id, routing key, exchange), for
+// a terminal: as it is when it is plain text (domain::IsPlainText) of at most
+// `max_bytes`, so that it can be typed back; else SafeDetail's one masked line.
+std::string ShowText(std::string_view text, size_t max_bytes = 256);
 // The bytes as text when they are printable UTF-8, else as hex; masked (MaskDigits).
 std::string ShowBytes(std::string_view bytes, size_t max_bytes = 4096);
 

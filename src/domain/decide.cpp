@@ -281,7 +281,9 @@ class Machine {
     pay.cancel_requested = true;
     pay.cancel_event_id = ev.event_id;
     if (pay.abort_cause == AbortCause::kNone) pay.abort_cause = AbortCause::kCancelled;
-    pay.cancel_reason = c.reason;
+    // The free reason travels to PayEx (the abort's description), into the store and
+    // into the `aborted` event: bounded and plain like the cancel path's.
+    pay.cancel_reason = c.reason.empty() ? std::string() : CancelDescription(c.reason);
     switch (pay.phase) {
       case Phase::kAwaitingMsisdn:
       case Phase::kAwaitingPayer: StartAbort(); break;
@@ -662,7 +664,8 @@ class Machine {
   static std::string DescribeProblem(const Problem& pr) {
     std::string s = pr.title.empty() ? pr.type : pr.title;
     if (!pr.detail.empty()) s += ": " + pr.detail;
-    return s.empty() ? "PayEx refused the request" : s;
+    // Into events, the store and logs: masked and bounded whatever the source.
+    return s.empty() ? "PayEx refused the request" : SafeDetail(s);
   }
 
   void OnDefiniteFailure(Op& op, const Problem& problem) {

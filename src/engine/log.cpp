@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -167,10 +168,32 @@ void Log(Level level, std::string_view event, const Fields& fields) {
 
 void LogLine(Level level, std::string_view line) {
   if (!LogEnabled(level)) return;
+  // Lines come preformatted from rooms below (the bus): cut at a character
+  // boundary, and no control byte reaches the log raw (no forged lines, no
+  // terminal escapes).
   std::string cut;
-  if (line.size() > 8 * kMaxLogFieldBytes) {  // the start-up config line is ~2 KB
-    cut.assign(line.substr(0, 8 * kMaxLogFieldBytes));
-    cut += "...(" + std::to_string(line.size()) + " bytes)";
+  const size_t max = 8 * kMaxLogFieldBytes;  // the start-up config line is ~2 KB
+  size_t keep = std::min(line.size(), max);
+  while (keep < line.size() && keep > 0 && (static_cast<unsigned char>(line[keep]) & 0xC0) == 0x80)
+    --keep;
+  bool clean = keep == line.size();
+  for (size_t i = 0; clean && i < keep; ++i) {
+    const unsigned char ch = static_cast<unsigned char>(line[i]);
+    clean = ch >= 0x20 && ch != 0x7F;
+  }
+  if (!clean) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (size_t i = 0; i < keep; ++i) {
+      const unsigned char ch = static_cast<unsigned char>(line[i]);
+      if (ch >= 0x20 && ch != 0x7F) {
+        cut += static_cast<char>(ch);
+      } else {
+        cut += "\\x";
+        cut += kHex[ch >> 4];
+        cut += kHex[ch & 0xF];
+      }
+    }
+    if (keep < line.size()) cut += "...(" + std::to_string(line.size()) + " bytes)";
     line = cut;
   }
   if (g_sink) return g_sink(level, line);

@@ -123,7 +123,13 @@ void OutboxRelay::OnPublished(Row row, PublishOutcome res) {
   auto pos = std::find_if(pending_.begin(), pending_.end(), [&](const Row& r) {
     return r.row.event.order_id == order_id && r.row.seq > seq;
   });
-  pending_.insert(pos == pending_.end() ? pending_.begin() : pos, std::move(row));
+  if (pos == pending_.end()) {
+    // None later: behind the order's last queued row, else first in line.
+    auto last = std::find_if(pending_.rbegin(), pending_.rend(),
+                             [&](const Row& r) { return r.row.event.order_id == order_id; });
+    pos = last == pending_.rend() ? pending_.begin() : last.base();
+  }
+  pending_.insert(pos, std::move(row));
   RetryLater();
 }
 
@@ -208,6 +214,9 @@ size_t OutboxRelay::Republish(const std::string& order_id, std::vector<store::Ou
   }
   for (auto& row : rows) {
     if (seqs_.count(row.seq)) continue;  // already on its way
+    // Unsent and not yet loaded: Round loads it in its turn (queued here too, it
+    // could be loaded again after its confirm and before its mark).
+    if (!row.sent_at && row.seq > cursor_) continue;
     seqs_.insert(row.seq);
     // An unsent row is published as usual (and marked sent); a sent one again.
     const bool again = row.sent_at.has_value();

@@ -30,6 +30,7 @@
 #include <boost/url/parse.hpp>
 
 #include "domain/decide.hpp"
+#include "domain/safe_text.hpp"
 #include "payex/mapping.hpp"
 
 namespace payorch::payex {
@@ -259,7 +260,10 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
     return Problem{problem_type::kBadCall, "invalid call", std::move(detail), 0, {}};
   }
 
+  // Details quote what PayEx sent (its operations' rels): masked and bounded.
   static PayexResult Fail(ResultClass c, Problem p) {
+    p.title = domain::SafeDetail(p.title);
+    p.detail = domain::SafeDetail(p.detail);
     PayexResult r;
     r.result = c;
     r.problem = std::move(p);

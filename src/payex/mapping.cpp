@@ -144,7 +144,7 @@ Transaction TransactionFromObject(const json::object& item, TxType fallback) {
     tx.problem = ProblemFromObject(*pr);
   } else if (tx.state == TxState::kFailed) {
     std::string reason = GetString(*t, "failedReason");
-    if (!reason.empty()) tx.problem = Problem{"", reason, "", 0, {}};
+    if (!reason.empty()) tx.problem = Problem{"", domain::SafeDetail(reason), "", 0, {}};
   }
   return tx;
 }

@@ -573,6 +573,23 @@ TEST_F(BusTest, UnreachableBrokerIsReportedAndPublishesFailFast) {
   EXPECT_EQ(publisher.Publish(Message{}).get().status, PublishStatus::kStopped);
 }
 
+// A routing key or a broker's words in a bus log line: one quoted value that can
+// neither end the line nor open a field of its own; masked and bounded.
+TEST(BusLogTest, QuotedValuesCannotForgeALineOrAField) {
+  const std::string q =
+      detail::Quoted("order.a\n\x1b[2J\" forged=\"1\" \\ +4798765432 " + std::string(5000, 'k'));
+  ASSERT_GE(q.size(), 2u);
+  EXPECT_EQ(q.front(), '"');
+  EXPECT_EQ(q.back(), '"');
+  for (char ch : q) EXPECT_GE(static_cast<unsigned char>(ch), 0x20) << q;
+  for (size_t i = 1; i + 1 < q.size(); ++i) {
+    if (q[i] == '"') EXPECT_EQ(q[i - 1], '\\') << "an unescaped quote at " << i << ": " << q;
+  }
+  EXPECT_EQ(q.find("98765432"), std::string::npos) << q;
+  EXPECT_LT(q.size(), 400u);
+  EXPECT_EQ(detail::Quoted("order.shipped"), "\"order.shipped\"");
+}
+
 TEST(BackoffTest, DoublesUpToTheCapWithJitterAndResets) {
   detail::Backoff backoff(100ms, 1000ms);
   for (int round = 0; round < 2; ++round) {

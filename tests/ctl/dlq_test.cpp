@@ -159,6 +159,28 @@ TEST_F(DlqTest, ShowDecodesTheBodyAndMasksTheMsisdn) {
   EXPECT_EQ(admin_->QueueDepth(DeadQueue()), 2u);
 }
 
+// What a publisher wrote (id, routing key, headers) reaches the operator's terminal
+// without escape codes or forged lines; plain names stay as they are.
+TEST_F(DlqTest, ListAndShowPrintNoEscapeCodesFromThePublisher) {
+  const std::string id = "evil\x1b[2J-" + suffix_;
+  const std::string key = "order.\x1b]0;owned\x07\nforged: yes";
+  DeadLetter("x", "text/plain", id, key, "unsupported_content_type");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"dlq", "list"}, std::vector<std::string>{"dlq", "show", id}}) {
+    Result r = Ctl(args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find('\x07'), std::string::npos) << r.out;
+    EXPECT_THAT(r.out, Not(HasSubstr("\nforged"))) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("order. ]0;owned  forged: yes")) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("evil [2J-" + suffix_)) << r.out;
+  }
+  // The replay itself keeps the raw names: JSON shows them exactly.
+  Result json_out = Ctl({"dlq", "show", id, "-o", "json"});
+  ASSERT_EQ(json_out.code, 0) << json_out.err;
+  EXPECT_EQ(Json(json_out).at("routing_key").as_string(), key);
+}
+
 TEST_F(DlqTest, PurgeAsksAndFilters) {
   auto events = Events(suffix_, 4);
   DeadEvent(events[0], "malformed_body");

@@ -490,6 +490,47 @@ TEST(Decide, CancelWhenNothingRemainsIsAClearNoOp) {
   EXPECT_EQ(d.last.events[0].amount, 0);
 }
 
+// A cancel event's free reason reaches PayEx (the abort's description), the store
+// and the published `aborted` event: its first 40 characters of plain text, or
+// "Order cancelled" for escape codes; never 1 MB of it.
+TEST(Decide, AHostileCancelReasonBeforeAuthorizationIsBoundedAndPlain) {
+  for (const std::string& reason :
+       {std::string(1 << 20, 'x'), std::string("stop \x1b[2J\x1b]0;owned\x07 now"),
+        std::string("call +4798765432 now")}) {
+    Driver d = InPhase(Phase::kAwaitingPayer);
+    d.Apply(d.Ev(OrderCancelled{reason}));
+    ASSERT_EQ(d.pay.phase, Phase::kAborting);
+    const Op* abort = nullptr;
+    for (const Op& op : d.pay.ops)
+      if (op.kind == OpKind::kAbort) abort = &op;
+    ASSERT_NE(abort, nullptr);
+    EXPECT_LE(Utf8Length(abort->description), 40) << abort->description.size();
+    EXPECT_TRUE(IsPlainText(abort->description));
+    d.Apply(d.Snapshot(PaymentState::kAborted, {Driver::AuthTx(TxState::kFailed)}));
+    ASSERT_EQ(d.pay.phase, Phase::kAborted);
+    bool answered = false;
+    for (const auto& ev : d.last.events)
+      if (ev.kind == EventKind::kAborted) {
+        answered = true;
+        EXPECT_LE(ev.reason.size(), 160u);
+        EXPECT_TRUE(IsPlainText(ev.reason)) << ev.reason;
+      }
+    EXPECT_TRUE(answered) << Events(d.last);
+  }
+}
+
+// Whatever PayEx writes in a problem reaches the failure's message masked and bounded.
+TEST(Decide, APayexProblemReachesTheEventMaskedAndBounded) {
+  Driver d = InPhase(Phase::kCreating);
+  PayexResult r = d.Result(ResultClass::kDefiniteFailure);
+  r.problem = Problem{"", "refused", "payer +4798765432 " + std::string(100000, 'y'), 400, {}};
+  d.Apply(r);
+  ASSERT_EQ(Events(d.last), "authorization_failed/payex_problem");
+  const std::string& message = d.last.events[0].failure.message;
+  EXPECT_TRUE(IsSafeDetail(message, 400)) << message.substr(0, 200);
+  EXPECT_EQ(message.find("98765432"), std::string::npos);
+}
+
 TEST(Decide, RefundsArePartialRepeatedAndBounded) {
   Driver d = Authorized();
   d.Apply(d.Ev(OrderShipped{"s1", 1000, 0, ""}));

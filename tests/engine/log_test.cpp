@@ -41,5 +41,24 @@ TEST_F(LogTest, APreformattedLineIsBoundedToo) {
   EXPECT_LT(lines_[0].size(), 9 * kMaxLogFieldBytes);
 }
 
+// A line from a room below (the bus) cannot forge a second line or reach a
+// terminal with its escape codes, and its cut never splits a character.
+TEST_F(LogTest, APreformattedLineHasNoRawControlBytesAndCutsOnACharacter) {
+  LogLine(Level::kWarn, "event=bus.x routing_key=order.a\nevent=forged \x1b[2J\x7f");
+  ASSERT_EQ(lines_.size(), 1u);
+  EXPECT_EQ(lines_[0], "event=bus.x routing_key=order.a\\x0aevent=forged \\x1b[2J\\x7f");
+  std::string wide = "event=bus.y detail=";
+  while (wide.size() < 9 * kMaxLogFieldBytes) wide += "\xc3\xa6";  // æ
+  for (size_t shift = 0; shift < 2; ++shift) {
+    lines_.clear();
+    LogLine(Level::kWarn, wide.substr(shift));
+    ASSERT_EQ(lines_.size(), 1u);
+    const std::string& line = lines_[0];
+    const size_t cut = line.find("...(");
+    ASSERT_NE(cut, std::string::npos);
+    EXPECT_NE(static_cast<unsigned char>(line[cut - 1]), 0xC3) << "a character split";
+  }
+}
+
 }  // namespace
 }  // namespace payorch::engine

@@ -5,6 +5,8 @@
 // target is replaced by the right token for the order id in front of it.
 // Beyond not crashing: only the documented statuses, and on_hint runs only for an
 // authentic callback with a JSON object body, with a non-empty order id.
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
 #include <cctype>
 #include <set>
 #include <string>
@@ -62,6 +64,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     http::Response res = http::HandleCallback(r, options, [&](const std::string& order_id) {
       ++hints;
       FUZZ_CHECK(!order_id.empty(), "on_hint with an empty order id");
+      boost::system::error_code ec;
+      const boost::json::value body = boost::json::parse(r.body, ec);
+      FUZZ_CHECK(!ec && body.is_object(), "on_hint for a body that is no JSON object");
       FUZZ_CHECK(r.method == "POST", r.method);
       auto token = r.query.find("token");
       FUZZ_CHECK(token != r.query.end() &&

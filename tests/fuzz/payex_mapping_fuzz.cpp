@@ -35,13 +35,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   e.error = in.String(200);
   e.body = std::string(in.Rest());
 
+  // A transaction's problem (or failedReason) reaches the payment events too.
   if (auto r = payex::ParsePaymentResource(e.body)) {
     (void)payex::FindOperation(r.value->operations, {payex::kAuthorizationRels[0],
                                                      payex::kAuthorizationRels[1]});
     (void)payex::OperationRels(r.value->operations);
+    for (const auto& tx : r.value->snapshot.transactions)
+      if (tx.problem) CheckProblem(*tx.problem);
   }
-  (void)payex::ParseTransactionResource(e.body);
-  (void)payex::ParseTransactionList(e.body);
+  if (auto t = payex::ParseTransactionResource(e.body); t && t.value->problem)
+    CheckProblem(*t.value->problem);
+  if (auto list = payex::ParseTransactionList(e.body))
+    for (const auto& tx : *list.value)
+      if (tx.problem) CheckProblem(*tx.problem);
   if (auto p = payex::ParseProblem(e.body)) CheckProblem(*p.value);
   (void)payex::IsJsonContentType(e.content_type);
 
