@@ -140,7 +140,7 @@ Connection::Connection(const BusConfig& config, const std::string& name) {
   amqp_table_t client_properties{2, entries};
 
   amqp_rpc_reply_t reply = amqp_login_with_properties(
-      conn_, url.vhost.c_str(), 0, 131072, config.heartbeat_seconds, &client_properties,
+      conn_, url.vhost.c_str(), 0, static_cast<int>(kFrameMax), config.heartbeat_seconds, &client_properties,
       AMQP_SASL_METHOD_PLAIN, url.user.c_str(), url.password.c_str());
   try {
     Check(reply, "login to " + where + " vhost " + url.vhost + " as " + url.user);

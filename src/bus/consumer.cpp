@@ -362,6 +362,26 @@ class Consumer::Impl {
         std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
     // Persistent whatever it was: the dead-letter queue is where nothing may vanish.
     properties.delivery_mode = 2;
+    // Headers that filled the message's frame leave no room for ours: the dead
+    // letter keeps ours and says what it dropped, rather than failing the
+    // connection at every delivery until the broker's delivery limit takes it.
+    if (EncodedPropertiesBytes(properties) + 30 > kFrameMax) {
+      const size_t bytes = EncodedPropertiesBytes(properties);
+      size_t count = 0;
+      Table ours;
+      for (auto& [key, value] : properties.headers) {
+        if (key.rfind("x-payorch-", 0) == 0) {
+          ours.emplace(key, std::move(value));
+        } else {
+          ++count;
+        }
+      }
+      properties.headers = std::move(ours);
+      properties.headers["x-payorch-headers-dropped"] = FieldValue::String(
+          std::to_string(count) + " headers: with the reason they took " +
+          std::to_string(bytes) + " bytes, more than an AMQP frame (" +
+          std::to_string(kFrameMax) + ")");
+    }
     AmqpValues values;
     amqp_basic_properties_t props = values.MakeProperties(properties);
     c.CheckStatus(amqp_basic_publish(

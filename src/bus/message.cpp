@@ -123,7 +123,41 @@ std::optional<std::string> TableProblem(const Table& table, int depth) {
   return std::nullopt;
 }
 
+size_t EncodedTableBytes(const Table& table);
+
+size_t EncodedValueBytes(const FieldValue& v) {
+  switch (v.kind) {
+    case 't': case 'b': case 'B': return 2;
+    case 's': case 'u': return 3;
+    case 'I': case 'i': case 'f': return 5;
+    case 'l': case 'L': case 'd': case 'T': return 9;
+    case 'D': return 6;
+    case 'S': case 'x': return 5 + v.s.size();
+    case 'F': return 1 + EncodedTableBytes(v.table);
+    case 'A': {
+      size_t n = 5;
+      for (const FieldValue& item : v.array) n += EncodedValueBytes(item);
+      return n;
+    }
+    default: return 1;
+  }
+}
+
+size_t EncodedTableBytes(const Table& table) {
+  size_t n = 4;
+  for (const auto& [key, value] : table) n += 1 + key.size() + EncodedValueBytes(value);
+  return n;
+}
+
 }  // namespace
+
+size_t EncodedPropertiesBytes(const Properties& p) {
+  size_t n = 2 + 1 + 1 + 8;  // flags, delivery mode, priority, timestamp
+  for (const auto* field : {&p.content_type, &p.content_encoding, &p.correlation_id, &p.reply_to,
+                            &p.expiration, &p.message_id, &p.type, &p.user_id, &p.app_id})
+    if (*field) n += 1 + (*field)->size();
+  return n + EncodedTableBytes(p.headers);
+}
 
 std::optional<std::string> Unpublishable(const Message& m, size_t max_body_bytes) {
   if (m.body.size() > max_body_bytes)
@@ -148,7 +182,12 @@ std::optional<std::string> Unpublishable(const Message& m, size_t max_body_bytes
       {"an app_id", p.app_id ? p.app_id->size() : 0}};
   for (auto [name, size] : fields)
     if (auto why = short_string(name, size)) return why;
-  return TableProblem(p.headers, 0);
+  if (auto why = TableProblem(p.headers, 0)) return why;
+  // The content header (22 bytes and the frame's 8) carries every property.
+  if (const size_t bytes = EncodedPropertiesBytes(p); bytes + 30 > kFrameMax)
+    return "properties and headers of " + std::to_string(bytes) + " bytes (an AMQP frame holds " +
+           std::to_string(kFrameMax) + ")";
+  return std::nullopt;
 }
 
 std::optional<std::string> BusConfig::Validate() const {

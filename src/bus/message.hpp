@@ -139,9 +139,15 @@ const char* PublishStatusName(PublishStatus status);
 
 // Why AMQP or the broker can never take `message` as it is, or nullopt: a body over
 // `max_body_bytes`, an exchange, routing key or short-string property over 255
-// bytes, a header name over 128 bytes, headers nested deeper than 64. Such a
+// bytes, a header name over 128 bytes, headers nested deeper than 64, properties
+// that do not fit one frame (kFrameMax). Such a
 // message would close the channel (or fail to encode) at every attempt.
 std::optional<std::string> Unpublishable(const Message& message, size_t max_body_bytes);
+
+// The bytes `message`'s properties take on the wire (headers included), which
+// must fit one AMQP frame with the content header's 22 bytes (kFrameMax).
+size_t EncodedPropertiesBytes(const Properties& properties);
+inline constexpr size_t kFrameMax = 131072;  // what payorch asks for and RabbitMQ grants
 
 struct [[nodiscard]] PublishResult {
   PublishStatus status = PublishStatus::kConfirmed;

@@ -370,6 +370,45 @@ TEST_F(BusTest, EveryKindOfBadMessageReachesTheDeadLetterQueueWithItsReason) {
   EXPECT_EQ(admin_->QueueDepth(config_.topology.orders_queue), 0u);
 }
 
+// A bad message whose own headers nearly fill an AMQP frame: the consumer's dead
+// letter (its headers plus ours) must still go out at once, not fail the
+// connection on every delivery until the broker's delivery limit takes it.
+TEST_F(BusTest, ABadMessageWithHeadersFillingAFrameIsDeadLetteredAtOnce) {
+  ASSERT_NO_THROW(DeclareTopology(config_));
+  Publisher publisher(config_);
+  publisher.Start();
+  Message m;
+  m.exchange = config_.topology.orders_exchange;
+  m.routing_key = "order.shipped";
+  m.body = "not an order event";
+  m.properties.content_type = "text/plain";
+  m.properties.message_id = "fat-headers-" + suffix_;
+  for (int i = 0; i < 65; ++i)
+    m.properties.headers["x-fat-" + std::to_string(i)] = FieldValue::String(std::string(2000, 'h'));
+  ASSERT_TRUE(publisher.Publish(m).get().Ok());
+
+  std::atomic<int> deliveries{0};
+  Consumer consumer(config_, [&](Delivery) { ++deliveries; });
+  consumer.Start();
+  std::optional<GotMessage> dead;
+  ASSERT_TRUE(WaitFor([&] {
+    dead = admin_->Take(config_.topology.dead_letter_queue);
+    return dead.has_value();
+  }));
+  consumer.Stop();
+  EXPECT_EQ(consumer.GetStats().dead_lettered, 1u);
+  const auto& h = dead->properties.headers;
+  EXPECT_FALSE(h.count("x-death")) << "dead-lettered by the broker's delivery limit, not by us";
+  EXPECT_EQ(HeaderString(h, "x-payorch-error"), codec::error::kUnsupportedContentType);
+  EXPECT_EQ(dead->body, m.body);
+  EXPECT_EQ(dead->properties.message_id, m.properties.message_id);
+  // What did not fit is said, not silently lost.
+  ASSERT_TRUE(HeaderString(h, "x-payorch-headers-dropped").has_value());
+  EXPECT_NE(HeaderString(h, "x-payorch-headers-dropped")->find("65 headers"), std::string::npos)
+      << *HeaderString(h, "x-payorch-headers-dropped");
+  EXPECT_EQ(admin_->QueueDepth(config_.topology.orders_queue), 0u);
+}
+
 // --- Publishing ------------------------------------------------------------
 
 TEST_F(BusTest, ConfirmsThousandsOfPublishesInFlight) {
@@ -506,6 +545,12 @@ TEST(UnpublishableTest, NamesWhatAmqpCannotCarry) {
   m.properties.headers[std::string(129, 'h')] = FieldValue::Int(1);
   EXPECT_EQ(Unpublishable(m, 10).value_or(""), "a header name of 129 bytes (AMQP: at most 128)");
   m.properties.headers.clear();
+  m.properties.headers["big"] = FieldValue::String(std::string(kFrameMax - 100, 'b'));
+  EXPECT_FALSE(Unpublishable(m, 10)) << "fits a frame";
+  m.properties.headers["big"] = FieldValue::String(std::string(kFrameMax, 'b'));
+  EXPECT_NE(Unpublishable(m, 10).value_or("").find("an AMQP frame holds 131072"),
+            std::string::npos);
+  m.properties.headers.clear();
   m.routing_key = std::string(256, 'r');
   EXPECT_TRUE(Unpublishable(m, 10));
 }
@@ -583,7 +628,9 @@ TEST(BusLogTest, QuotedValuesCannotForgeALineOrAField) {
   EXPECT_EQ(q.back(), '"');
   for (char ch : q) EXPECT_GE(static_cast<unsigned char>(ch), 0x20) << q;
   for (size_t i = 1; i + 1 < q.size(); ++i) {
-    if (q[i] == '"') EXPECT_EQ(q[i - 1], '\\') << "an unescaped quote at " << i << ": " << q;
+    if (q[i] == '"') {
+      EXPECT_EQ(q[i - 1], '\\') << "an unescaped quote at " << i << ": " << q;
+    }
   }
   EXPECT_EQ(q.find("98765432"), std::string::npos) << q;
   EXPECT_LT(q.size(), 400u);

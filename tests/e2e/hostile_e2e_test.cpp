@@ -115,8 +115,9 @@ TEST(E2eHostile, EveryHostileEventIsAnsweredOrDeadLetteredAndOrdersStillFlow) {
     EXPECT_TRUE(domain::IsSafeDetail(detail)) << detail.substr(0, 500);
     EXPECT_EQ(detail.find("91234567"), std::string::npos) << detail;
     reasons[m->properties.message_id.value_or("")] = reason;
-    if (m->properties.message_id == "m-msisdn")  // protobuf's message quotes the field
+    if (m->properties.message_id == "m-msisdn") {  // protobuf's message quotes the field
       EXPECT_NE(detail.find("+47****4567"), std::string::npos) << detail;
+    }
   }
   EXPECT_EQ(reasons["m-huge-order"], "invalid_order_id");
   EXPECT_EQ(reasons["m-huge-event"], "invalid_event_id");
