@@ -128,6 +128,14 @@ TEST(Config, TypoGetsASuggestion) {
   ExpectError("[http]\nmax_batch = 10\n", "http.max_batch", {"[engine]"});
 }
 
+// TOML is UTF-8; a file that is not is refused with its line before the parser
+// sees it (toml11 read out of bounds on invalid UTF-8 in a multi-line string:
+// config_fuzz, tests/fuzz/regressions/config/ml-literal-invalid-utf8).
+TEST(Config, AFileThatIsNotUtf8IsRefusedWithItsLine) {
+  ExpectError("[engine]\nmax_batch = 492\nx = '''a\x9c'''\n", "", {"not UTF-8", ".toml:3:"});
+  ExpectError("[engine]\nmax_batch = 1\n# caf\xe9\n", "", {"not UTF-8", ".toml:3:"});
+}
+
 TEST(Config, UnknownSectionIsNamed) {
   ExpectError("[telemetry]\nx = 1\n", "telemetry", {"unknown"});
 }
