@@ -457,6 +457,7 @@ const std::vector<Setting>& Settings() {
     s.push_back(Int(e, "max_batch", FIELD(engine.max_batch), 1));
     s.push_back(Int(e, "max_concurrent_calls", FIELD(engine.max_concurrent_calls), 1));
     s.push_back(Dur(e, "commit_delay", FIELD(engine.commit_delay), true));
+    s.push_back(Int(e, "cache_payments", FIELD(engine.cache_payments), 100, 100'000'000));
     s.push_back(Setting{e, "payex_rate_limit",
                         [](Config& c, const Input& in) {
                           double v = GetDouble(in);

@@ -62,6 +62,9 @@ struct EngineConfig {
   // WAL writes under sustained load (throughput), at that much latency per commit.
   std::chrono::milliseconds commit_delay{0};
   double payex_rate_limit = 0;            // PayEx requests per second; 0: no limit
+  // Payments kept in memory (about 2 KB each); beyond it the least recently used
+  // with nothing in flight are dropped and read from the store when needed.
+  std::size_t cache_payments = 20'000;
 };
 
 enum class LogLevel { kDebug, kInfo, kWarn, kError };

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "engine/gauges.hpp"
 #include "engine/options.hpp"
 #include "engine/ports.hpp"
 #include "metrics/registry.hpp"
@@ -23,6 +24,9 @@ struct Context {
   Ports ports;
   store::Store& store;
   metrics::Registry& metrics;
+  // Payments by phase, in doubt, the outbox backlog: kept by the decider and the
+  // group commit, exported per scrape.
+  Gauges gauges;
 
   bool draining = false;
   bool stopped = false;

@@ -12,9 +12,19 @@ const char* PhaseOrNone(const std::optional<domain::Phase>& p) {
 
 Decider::Decider(Context& ctx, GroupCommit& commit) : ctx_(ctx), commit_(commit) {}
 
+domain::Payment& Decider::Insert(const std::string& order_id, domain::Payment payment) {
+  auto it = cache_.emplace(order_id, Cached{std::move(payment), {}}).first;
+  used_.push_front(&it->first);
+  it->second.used = used_.begin();
+  return it->second.payment;
+}
+
 domain::Payment* Decider::Find(const std::string& order_id) {
   auto it = cache_.find(order_id);
-  if (it != cache_.end()) return &it->second;
+  if (it != cache_.end()) {
+    used_.splice(used_.begin(), used_, it->second.used);
+    return &it->second.payment;
+  }
   std::optional<domain::Payment> loaded;
   try {
     loaded = ctx_.store.LoadPayment(order_id);
@@ -23,7 +33,7 @@ domain::Payment* Decider::Find(const std::string& order_id) {
     return nullptr;
   }
   if (!loaded) return nullptr;
-  return &cache_.emplace(order_id, std::move(*loaded)).first->second;
+  return &Insert(order_id, std::move(*loaded));
 }
 
 Decider::Applied Decider::Apply(const std::string& order_id, const domain::Input& input,
@@ -99,6 +109,7 @@ Decider::Applied Decider::Apply(const std::string& order_id, const domain::Input
     Log(Level::kInfo, "payment.decided", f);
   }
 
+  ctx_.gauges.Decided(before, d.next);
   out.written = true;
   out.events = d.events;
   const bool events = !d.events.empty();
@@ -107,7 +118,7 @@ Decider::Applied Decider::Apply(const std::string& order_id, const domain::Input
   if (found) {
     *found = std::move(d.next);
   } else {
-    cache_.emplace(order_id, std::move(d.next));
+    Insert(order_id, std::move(d.next));
   }
   return out;
 }
@@ -134,18 +145,24 @@ void Decider::Committed(const CommitJob& job) {
 }
 
 // Payments whose decisions are all committed equal their rows: any of them may
-// go (a later input loads the row again). Down to half, so trims are rare.
+// go (a later input loads the row again). Those with a PayEx call in flight stay:
+// its result comes soon. Down to 90% of the bound, so trims are not per commit.
 void Decider::Trim() {
   const size_t max = ctx_.options.cache_max;
   if (cache_.size() <= max) return;
   const size_t before = cache_.size();
-  for (auto it = cache_.begin(); it != cache_.end() && cache_.size() > max / 2;) {
-    if (!uncommitted_.count(it->first)) {
-      it = cache_.erase(it);
-    } else {
-      ++it;
-    }
+  const size_t target = max - max / 10;
+  for (auto it = used_.end(); it != used_.begin() && cache_.size() > target;) {
+    --it;
+    const std::string& order_id = **it;
+    auto entry = cache_.find(order_id);
+    if (uncommitted_.count(order_id) || entry->second.payment.in_flight.call_id != 0) continue;
+    it = used_.erase(it);
+    cache_.erase(entry);
   }
+  ctx_.metrics.counter("payorch_payments_evicted_total",
+                       "Payments dropped from memory to keep within engine.cache_payments.")
+      .Inc(static_cast<double>(before - cache_.size()));
   Log(Level::kDebug, "engine.cache_trimmed",
       {{"before", std::to_string(before)}, {"after", std::to_string(cache_.size())}});
 }

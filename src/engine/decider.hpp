@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <list>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -45,14 +46,23 @@ class Decider {
   bool Uncommitted(const std::string& order_id) const { return uncommitted_.count(order_id) > 0; }
   // A commit landed: its orders are equal to their rows again (unless decided since).
   void Committed(const CommitJob& job);
-  // Keeps the cache within options.cache_max (payments equal to their rows go).
+  // Keeps the cache within options.cache_max: the least recently used payments
+  // with nothing in flight (no decision waiting for its commit, no PayEx call) go,
+  // down to 90% of the bound; a later input loads the row again.
   void Trim();
   size_t cached() const { return cache_.size(); }
 
  private:
+  struct Cached {
+    domain::Payment payment;
+    std::list<const std::string*>::iterator used;  // its place in used_
+  };
+  domain::Payment& Insert(const std::string& order_id, domain::Payment payment);
+
   Context& ctx_;
   GroupCommit& commit_;
-  std::unordered_map<std::string, domain::Payment> cache_;
+  std::unordered_map<std::string, Cached> cache_;
+  std::list<const std::string*> used_;  // the cache's keys, most recently used first
   // Orders with a decision not yet committed -> the job that will commit it.
   std::unordered_map<std::string, uint64_t> uncommitted_;
 };

@@ -59,6 +59,7 @@ class Engine::Impl {
     // Whatever was in flight when the last process ended is in doubt: read PayEx.
     std::vector<std::string> resumed;
     try {
+      ctx_.gauges.Load(ctx_.store.Gauges());
       resumed = ctx_.store.PaymentsWithCallsInFlight();
     } catch (const std::exception& e) {
       ctx_.StoreBroken(e.what());
@@ -225,29 +226,8 @@ class Engine::Impl {
           .Set(static_cast<double>(calls_.queued()));
       m.gauge("payorch_payments_cached", "Payments held in memory.")
           .Set(static_cast<double>(decider_.cached()));
-      if (ctx_.fatal) return;
-      try {
-        store::PaymentGauges g = ctx_.store.Gauges();
-        for (int i = 0; i <= static_cast<int>(domain::Phase::kAborted); ++i) {
-          const char* name = domain::PhaseName(static_cast<domain::Phase>(i));
-          int64_t n = 0;
-          for (const auto& [phase, count] : g.by_phase)
-            if (phase == name) n = count;
-          m.gauge("payorch_payments", "Payments by state.", {{"state", name}})
-              .Set(static_cast<double>(n));
-        }
-        m.gauge("payorch_outbox_backlog", "Payment events committed and not yet confirmed.")
-            .Set(static_cast<double>(g.outbox_unsent));
-        double age = 0;
-        if (g.oldest_doubt)
-          age = std::max<double>(
-              0, std::chrono::duration<double>(ctx_.Now() - *g.oldest_doubt).count());
-        m.gauge("payorch_oldest_in_doubt_seconds",
-                "Age of the oldest unresolved in-doubt operation (0: none).")
-            .Set(age);
-      } catch (const std::exception& e) {
-        Log(Level::kWarn, "metrics.store_failed", {{"error", e.what()}});
-      }
+      // Kept as the engine decides: no SQL per scrape (engine/gauges.hpp).
+      ctx_.gauges.Export(m, ctx_.Now());
     });
   }
 

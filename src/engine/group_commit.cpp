@@ -102,6 +102,9 @@ void GroupCommit::OnWritten(store::WriteResult r, Steady elapsed) {
     ctx_.StoreBroken(r.message);
     return;
   }
+  int64_t events = 0;
+  for (const store::Commit& c : job.commits) events += static_cast<int64_t>(c.events.size());
+  ctx_.gauges.Committed(events, r.rows);
   if (!job.commits.empty()) {
     ctx_.metrics.counter("payorch_commits_total", "Group commits (one transaction each).").Inc();
     ctx_.metrics

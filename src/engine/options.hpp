@@ -20,7 +20,7 @@ struct Options {
   std::size_t max_concurrent_calls = 64;
   double payex_rate_limit = 0;
   // Payments kept in memory; beyond it the cache is trimmed after a commit.
-  std::size_t cache_max = 200'000;
+  std::size_t cache_max = 20'000;
   // How long a drain waits for PayEx calls and confirms before giving up on them
   // (both are safe to abandon: a restart reads PayEx and republishes).
   std::chrono::milliseconds drain_wait{15'000};

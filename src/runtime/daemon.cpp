@@ -23,6 +23,7 @@ engine::Options EngineOptions(const config::Config& c) {
   o.max_batch = c.engine.max_batch;
   o.commit_delay = c.engine.commit_delay;
   o.max_concurrent_calls = c.engine.max_concurrent_calls;
+  o.cache_max = c.engine.cache_payments;
   o.payex_rate_limit = c.engine.payex_rate_limit;
   return o;
 }

@@ -2,6 +2,7 @@
 // marked sent, checkpoints.
 #include <sqlite3.h>
 
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,10 @@
 #include "store/impl.hpp"
 
 namespace payorch::store {
+
+namespace {
+constexpr size_t kPhases = static_cast<size_t>(domain::Phase::kAborted) + 1;
+}  // namespace
 
 void Store::Impl::Apply(const Commit& c) {
   const domain::Payment& p = c.after;
@@ -98,16 +103,30 @@ WriteResult Store::CommitBatch(std::span<const Commit> batch, std::span<const in
   std::optional<size_t> current;
   try {
     Transaction tx(s.db, s.path, *s.stmts[kBegin], *s.stmts[kCommit], *s.stmts[kRollback]);
+    // Payments by phase: what this batch moves, one row per phase touched.
+    std::array<int64_t, kPhases> moved{};
     for (size_t i = 0; i < batch.size(); ++i) {
       current = i;
       s.Apply(batch[i]);
+      if (batch[i].phase_before) --moved[static_cast<size_t>(*batch[i].phase_before)];
+      ++moved[static_cast<size_t>(batch[i].after.phase)];
     }
     current.reset();
+    for (size_t phase = 0; phase < kPhases; ++phase) {
+      if (moved[phase] == 0) continue;
+      Run r = s.Use(kAddPhaseCount, "counting payments by phase");
+      r.Text(1, domain::PhaseName(static_cast<domain::Phase>(phase))).Int(2, moved[phase]).Exec();
+    }
     // Confirms ride along with the decisions: one transaction, one fsync for both.
-    for (int64_t seq : sent)
+    int64_t marked = 0;
+    for (int64_t seq : sent) {
       s.Use(kMarkSent, "marking outbox rows sent").Int(1, seq).Int(2, ToMillis(sent_at)).Exec();
+      marked += sqlite3_changes(s.db);
+    }
     tx.Commit();
-    return {};
+    WriteResult r;
+    r.rows = marked;
+    return r;
   } catch (const StoreError& e) {
     return Failed(e, current);
   } catch (const std::bad_alloc&) {

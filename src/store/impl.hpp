@@ -40,6 +40,9 @@ enum StmtId {
   kCountInbox,
   kCountUnsent,
   kCountUnfinished,
+  kAddPhaseCount,
+  kPhaseCounts,
+  kInDoubt,
   kStmtCount,
 };
 
@@ -91,6 +94,10 @@ inline constexpr std::array<const char*, kStmtCount> kSql = {
     "SELECT count(*) FROM inbox",
     "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
     "SELECT count(*) FROM operations WHERE finished_at IS NULL",
+    "INSERT INTO phase_counts (phase, n) VALUES (?1, ?2)"
+    " ON CONFLICT (phase) DO UPDATE SET n = n + excluded.n",
+    "SELECT phase, n FROM phase_counts WHERE n <> 0",
+    "SELECT order_id, doubt_since FROM payments WHERE doubt_since IS NOT NULL",
 };
 
 #undef PAYORCH_OPERATION_COLUMNS

@@ -79,18 +79,16 @@ std::vector<OutboxRow> Store::UnsentOutbox(size_t limit, int64_t after_seq) {
 }
 
 PaymentGauges Store::Gauges() {
-  Impl& s = *impl_;
   PaymentGauges g;
-  const Stmt phases(s.db, s.path, "SELECT phase, count(*) FROM payments GROUP BY phase");
-  Run by_phase(s.db, s.path, phases, "counting payments by phase");
-  g.by_phase = ReadRows(by_phase, [](const Run& row) {
+  Run phases = impl_->Use(kPhaseCounts, "reading the payments by phase");
+  g.by_phase = ReadRows(phases, [](const Run& row) {
     return std::pair<std::string, int64_t>(row.ColText(0), row.ColInt(1));
   });
-  const Stmt doubt(s.db, s.path,
-                   "SELECT min(doubt_since) FROM payments WHERE doubt_since IS NOT NULL");
-  Run oldest(s.db, s.path, doubt, "finding the oldest doubt");
-  if (oldest.Step()) g.oldest_doubt = oldest.ColOptTime(0);
-  Run unsent = s.Use(kCountUnsent, "counting unsent outbox rows");
+  Run doubt = impl_->Use(kInDoubt, "reading the payments in doubt");
+  g.in_doubt = ReadRows(doubt, [](const Run& row) {
+    return std::pair<std::string, Time>(row.ColText(0), row.ColTime(1));
+  });
+  Run unsent = impl_->Use(kCountUnsent, "counting unsent outbox rows");
   unsent.Step();
   g.outbox_unsent = unsent.ColInt(0);
   return g;

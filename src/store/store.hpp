@@ -83,8 +83,9 @@ struct CallFinished {
 // engine's cache), so a decision can wait in a group-commit queue while the engine
 // decides the same payment again.
 struct Commit {
-  // The phase the decision started from, for history; nullopt when the payment
-  // had no row yet.
+  // The phase the decision started from, for history and the counts by phase: the
+  // phase of the payment's row as the batches before left it; nullopt when the
+  // payment had no row yet.
   std::optional<domain::Phase> phase_before;
   domain::Payment after;                     // upserted as the payments row of after.order_id
   std::string inbox_event_id;                // the order event consumed; empty when none
@@ -149,10 +150,13 @@ struct Counts {
   int64_t operations_unfinished = 0;
 };
 
-// For metrics: payments per phase, the oldest unresolved doubt, the outbox backlog.
+// What the engine's gauges start from (it keeps them itself as it decides): payments
+// per phase (kept in the store as each commit changes them), the payments in doubt
+// with their doubt_since, the outbox backlog. Cost: the phases and the payments in
+// doubt, never a scan of all payments.
 struct PaymentGauges {
   std::vector<std::pair<std::string, int64_t>> by_phase;  // phase name, count
-  std::optional<domain::Time> oldest_doubt;
+  std::vector<std::pair<std::string, domain::Time>> in_doubt;  // order id, doubt_since
   int64_t outbox_unsent = 0;
 };
 
@@ -204,7 +208,7 @@ struct PaymentSummary {
 class Store {
  public:
   // The schema version this build writes (PRAGMA user_version); one migration each.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens or creates the store, applying missing migrations (one transaction each).
   // Throws StoreError for a corrupt or foreign file, a newer schema, a lock held
@@ -219,7 +223,8 @@ class Store {
   // per commit the payment upsert, the inbox row, finishing the call, the new
   // operations, the outbox events and a history row. All or nothing.
   // `sent`: outbox rows confirmed by the broker meanwhile, marked in the same
-  // transaction (MarkSent without a second fsync).
+  // transaction (MarkSent without a second fsync); WriteResult::rows counts those
+  // newly marked.
   WriteResult CommitBatch(std::span<const Commit> batch, std::span<const int64_t> sent = {},
                           domain::Time sent_at = {});
   WriteResult CommitOne(const Commit& commit) { return CommitBatch({&commit, 1}); }
@@ -253,7 +258,7 @@ class Store {
   std::vector<OutboxRow> OutboxFor(std::string_view order_id);
 
   Counts RowCounts(domain::Time now);
-  // Scans the payments table (O(payments)): for /metrics, not for every decision.
+  // For the engine's start: O(phases + payments in doubt + unsent outbox rows).
   PaymentGauges Gauges();
 
   // Operator's list of payments, oldest change first (payorchctl payment list).

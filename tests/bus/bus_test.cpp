@@ -395,6 +395,11 @@ TEST_F(BusTest, ABadMessageWithHeadersFillingAFrameIsDeadLetteredAtOnce) {
     dead = admin_->Take(config_.topology.dead_letter_queue);
     return dead.has_value();
   }));
+  // The original is acked once the copy is confirmed.
+  EXPECT_TRUE(WaitFor([&] {
+    return consumer.GetStats().dead_lettered == 1 &&
+           admin_->QueueDepth(config_.topology.orders_queue) == 0;
+  }));
   consumer.Stop();
   EXPECT_EQ(consumer.GetStats().dead_lettered, 1u);
   const auto& h = dead->properties.headers;

@@ -43,12 +43,14 @@ TEST(StoreReplaysTest, MigratesAVersionOneStoreAndKeepsItsData) {
     DecideAndCommit(store, Purchase("order-1", "evt-1", 1000), kNow);
   }
   // What a version 1 file looks like: no replay tables.
-  Exec(path, "DROP TABLE replay_messages; DROP TABLE replays; PRAGMA user_version = 1;");
+  Exec(path,
+       "DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
+       " DROP TABLE replays; PRAGMA user_version = 1;");
   ASSERT_EQ(One(path, "PRAGMA user_version"), "1");
 
   auto store = store::Store::Open(path);
   EXPECT_EQ(One(path, "PRAGMA user_version"), std::to_string(store::Store::kSchemaVersion));
-  EXPECT_EQ(store::Store::kSchemaVersion, 2);
+  EXPECT_EQ(store::Store::kSchemaVersion, 3);
   EXPECT_TRUE(store.HasEvent("evt-1"));
   ASSERT_TRUE(store.LoadPayment("order-1").has_value());
   EXPECT_TRUE(store.Replays(10).empty());
@@ -63,7 +65,9 @@ TEST(StoreReplaysTest, AStoreThatWouldNeedAMigrationIsRefusedWhenMigrationIsOff)
     auto store = store::Store::Open(path);
     DecideAndCommit(store, Purchase("order-1", "evt-1", 1000), kNow);
   }
-  Exec(path, "DROP TABLE replay_messages; DROP TABLE replays; PRAGMA user_version = 1;");
+  Exec(path,
+       "DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
+       " DROP TABLE replays; PRAGMA user_version = 1;");
   store::Options o;
   o.migrate = false;
   try {

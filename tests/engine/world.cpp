@@ -357,6 +357,41 @@ class World {
 
   // ---- the invariants -------------------------------------------------------------
 
+  // "" when /metrics' payments by state, payments in doubt and outbox backlog are
+  // what the store holds, else what differs.
+  std::string GaugesAgainstStore() {
+    const std::string text = "\n" + process_->registry.Render();
+    auto metric = [&](const std::string& series) -> double {
+      const size_t at = text.find("\n" + series + " ");
+      if (at == std::string::npos) return -1;
+      return std::stod(text.substr(at + series.size() + 2));
+    };
+    store::PaymentFilter all;
+    all.limit = 1'000'000;
+    std::map<std::string, int64_t> by_phase;
+    int64_t in_doubt = 0;
+    for (const store::PaymentSummary& p : process_->store.ListPayments(all)) {
+      ++by_phase[p.phase];
+      if (p.doubt_since) ++in_doubt;
+    }
+    for (int i = 0; i <= static_cast<int>(domain::Phase::kAborted); ++i) {
+      const std::string phase = domain::PhaseName(static_cast<domain::Phase>(i));
+      const double shown = metric("payorch_payments{state=\"" + phase + "\"}");
+      if (shown != static_cast<double>(by_phase[phase]))
+        return "gauge payorch_payments{state=" + phase + "} is " + std::to_string(shown) +
+               ", the store has " + std::to_string(by_phase[phase]);
+    }
+    if (metric("payorch_payments_in_doubt") != static_cast<double>(in_doubt))
+      return "gauge payorch_payments_in_doubt is " +
+             std::to_string(metric("payorch_payments_in_doubt")) + ", the store has " +
+             std::to_string(in_doubt);
+    const int64_t unsent = process_->store.RowCounts(loop_.now()).outbox_unsent;
+    if (metric("payorch_outbox_backlog") != static_cast<double>(unsent))
+      return "gauge payorch_outbox_backlog is " + std::to_string(metric("payorch_outbox_backlog")) +
+             ", the store has " + std::to_string(unsent) + " unsent rows";
+    return "";
+  }
+
   void Check() {
     if (!report_.ok) return;
     if (!process_) return Fail("payorchd is not running at the end");
@@ -374,6 +409,9 @@ class World {
                   " calls in flight, " + std::to_string(c.calls_queued) + " queued, " +
                   std::to_string(c.commits_in_flight) + " commits, " +
                   std::to_string(c.publishes_in_flight) + " publishes");
+
+    // The gauges the engine keeps as it decides (never recounted) equal the store.
+    if (std::string why = GaugesAgainstStore(); !why.empty()) return Fail(why);
 
     // What consumers saw, deduplicated by event_id (the contract's promise).
     std::map<std::string, domain::PaymentEvent> by_id;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <iterator>
 #include <random>
 #include <string>
@@ -131,11 +132,12 @@ TEST_F(StoreTest, CreatesTheSchemaFromNothingAndReopens) {
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.Column("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"),
             (std::vector<std::string>{"history", "inbox", "operations", "outbox", "payments",
-                                      "replay_messages", "replays", "sqlite_sequence"}));
+                                      "phase_counts", "replay_messages", "replays",
+                                      "sqlite_sequence"}));
   EXPECT_EQ(raw.Column("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL"
                        " ORDER BY name"),
             (std::vector<std::string>{"history_order", "operations_unfinished", "outbox_unsent",
-                                      "payments_due", "payments_in_flight"}));
+                                      "payments_doubt", "payments_due", "payments_in_flight"}));
   // Reopening an up-to-date store migrates nothing and keeps working.
   Store again = Store::Open(Path());
   EXPECT_EQ(again.RowCounts(kAt).payments, 0);
@@ -295,6 +297,73 @@ TEST_F(StoreTest, OutboxIsReadInCommitOrderAndMarkedSent) {
   EXPECT_EQ(unsent[0].event.event_id, batch[1].events[0].event_id);
   EXPECT_EQ(store.OutboxFor("order-0")[0].sent_at, kAt);  // kept the first mark
   EXPECT_EQ(store.RowCounts(kAt).outbox_unsent, 4);
+}
+
+// The counts by phase move with each commit (a scrape reads them instead of
+// scanning every payment), a failed batch moves none, the payments in doubt come
+// from their index, and a store of schema 2 gets its counts from its rows.
+TEST_F(StoreTest, CountsPaymentsByPhaseAsCommitsMoveThem) {
+  auto counted = [](Store& store) {
+    std::map<std::string, int64_t> m;
+    for (const auto& [phase, n] : store.Gauges().by_phase) m[phase] = n;
+    return m;
+  };
+  auto scanned = [this] {
+    std::map<std::string, int64_t> m;
+    RawDb raw(Path());
+    const auto phases = raw.Column("SELECT phase FROM payments");
+    for (const auto& p : phases) ++m[p];
+    return m;
+  };
+  {
+    Store store = Store::Open(Path());
+    std::vector<Commit> batch;
+    for (int i = 0; i < 3; ++i) {
+      Commit c = MakeCommit("p" + std::to_string(i), 1, std::nullopt);
+      c.after.phase = Phase::kAwaitingPayer;
+      c.after.doubt_since = i == 2 ? kAt : domain::Time{};
+      batch.push_back(c);
+    }
+    ASSERT_TRUE(store.CommitBatch(batch));
+    EXPECT_EQ(counted(store), (std::map<std::string, int64_t>{{"awaiting_payer", 3}}));
+    const auto doubt = store.Gauges().in_doubt;
+    ASSERT_EQ(doubt.size(), 1u);
+    EXPECT_EQ(doubt[0].first, "p2");
+    EXPECT_EQ(doubt[0].second, kAt);
+
+    // p0 authorized and then failed in one batch, p2's doubt resolved.
+    Commit a = MakeCommit("p0", 2, Phase::kAwaitingPayer);
+    a.after.doubt_since = domain::Time{};
+    Commit f = MakeCommit("p0", 3, Phase::kAuthorized);
+    f.after.phase = Phase::kFailed;
+    f.after.doubt_since = domain::Time{};
+    Commit r = MakeCommit("p2", 2, Phase::kAwaitingPayer);
+    r.after.phase = Phase::kAwaitingPayer;
+    r.after.doubt_since = domain::Time{};
+    const int64_t first_seq = store.UnsentOutbox(1)[0].seq;
+    const std::vector<int64_t> sent = {first_seq, first_seq, 999999};
+    const WriteResult w = store.CommitBatch(std::vector<Commit>{a, f, r}, sent, kAt);
+    ASSERT_TRUE(w) << w.message;
+    EXPECT_EQ(w.rows, 1) << "rows newly marked sent";
+    EXPECT_EQ(counted(store), scanned());
+    EXPECT_EQ(counted(store), (std::map<std::string, int64_t>{{"awaiting_payer", 2}, {"failed", 1}}));
+    EXPECT_TRUE(store.Gauges().in_doubt.empty());
+    EXPECT_EQ(store.Gauges().outbox_unsent, 5);
+
+    // A batch that fails counts nothing.
+    Commit moved = MakeCommit("p1", 2, Phase::kAwaitingPayer);
+    Commit duplicate = MakeCommit("p2", 2, Phase::kAwaitingPayer);  // its inbox event again
+    ASSERT_FALSE(store.CommitBatch(std::vector<Commit>{moved, duplicate}));
+    EXPECT_EQ(counted(store), scanned());
+  }
+  // Schema 2 had no counts: the migration counts the rows once.
+  {
+    RawDb raw(Path());
+    raw.Exec("DROP TABLE phase_counts; DROP INDEX payments_doubt; PRAGMA user_version = 2;");
+  }
+  Store again = Store::Open(Path());
+  EXPECT_EQ(counted(again), scanned());
+  EXPECT_EQ(counted(again), (std::map<std::string, int64_t>{{"awaiting_payer", 2}, {"failed", 1}}));
 }
 
 TEST_F(StoreTest, AFailingCommitLeavesNothingOfItsBatch) {
