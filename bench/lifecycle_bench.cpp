@@ -24,12 +24,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "kit/kit.hpp"
 
 namespace {
 
 using namespace payorch;
-using Clock = std::chrono::steady_clock;
+using namespace payorch::bench;
 
 struct Options {
   int orders = 5000;
@@ -39,42 +40,6 @@ struct Options {
   int commit_delay_ms = 0;
   bool raw = true;
 };
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * (v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-double Median(std::vector<double> v) { return Percentile(std::move(v), 0.5); }
-
-// utime + stime of a process, in seconds.
-double CpuSeconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), {});
-  auto close = s.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream in(s.substr(close + 2));
-  std::string field;
-  long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::stoll(field);
-    if (i == 15) stime = std::stoll(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-// Peak resident set (VmHWM) of a process, in MiB.
-double PeakRssMiB(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0;
-}
 
 struct Run {
   double lifecycles_per_s = 0;
