@@ -91,6 +91,10 @@ class Engine::Impl {
     DrainStep();
   }
 
+  void StoreDamaged(const std::string& why) {
+    if (!ctx_.stopped) ctx_.StoreBroken(why);
+  }
+
   HintOutcome OnCallback(const std::string& order_id, const char* input_name) {
     domain::Payment* p = decider_.Find(order_id);
     if (!p || p->payment_id.empty()) return HintOutcome::kUnknownPayment;
@@ -250,6 +254,7 @@ Engine::Engine(const Options& options, Ports ports, store::Store& store,
 Engine::~Engine() = default;
 void Engine::Start(std::function<void()> on_stopped) { impl_->Start(std::move(on_stopped)); }
 void Engine::Drain() { impl_->Drain(); }
+void Engine::StoreDamaged(const std::string& why) { impl_->StoreDamaged(why); }
 HintOutcome Engine::OnCallback(const std::string& order_id) {
   return impl_->OnCallback(order_id, "callback");
 }

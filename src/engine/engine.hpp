@@ -72,6 +72,9 @@ class Engine {
   // SIGTERM: stops intake, commits what is decided, acks, waits (bounded) for PayEx
   // calls in flight and for the confirms of the outbox, then stops. Idempotent.
   void Drain();
+  // The store is damaged (a check beside the engine found it): the engine stops as
+  // after a fatal store error. Idempotent.
+  void StoreDamaged(const std::string& why);
 
   // A PayEx callback for this order (authentic: the HTTP layer checked its token).
   HintOutcome OnCallback(const std::string& order_id);

@@ -2,6 +2,8 @@
 
 #include <optional>
 
+#include <boost/asio/post.hpp>
+
 #include "bus/topology.hpp"
 #include "engine/log.hpp"
 #include "http/callback_token.hpp"
@@ -9,6 +11,7 @@
 #include "runtime/asio_clock.hpp"
 #include "runtime/bus_ports.hpp"
 #include "runtime/checkpointer.hpp"
+#include "runtime/integrity_check.hpp"
 #include "runtime/payex_port.hpp"
 #include "runtime/writer_thread.hpp"
 
@@ -35,6 +38,8 @@ namespace {
 struct Stores {
   explicit Stores(const config::Config& config) {
     store::Options so = config.store.options;
+    // The integrity check runs beside the engine (IntegrityCheck), not before it.
+    so.quick_check = false;
     // Checkpoints run on a thread of their own, so a commit never pays for one.
     so.wal_autocheckpoint_pages = 0;
     writer.emplace(store::Store::Open(config.store.path, so));
@@ -81,6 +86,7 @@ struct Daemon::Parts {
   PayexPort payex;
   WriterThread writer;
   std::optional<Checkpointer> checkpointer;
+  std::optional<IntegrityCheck> integrity;
   engine::Engine engine;
 };
 
@@ -89,6 +95,9 @@ Daemon::Daemon(boost::asio::any_io_executor executor, const config::Config& conf
   // A broker with an incompatible queue is a start-up error, not a retry loop. A
   // broker that is down is not: the links connect (and declare) when it is back.
   auto parts = std::make_unique<Parts>(executor, config, metrics);
+  executor_ = executor;
+  store_path_ = config.store.path;
+  check_store_ = config.store.options.quick_check;
   try {
     bus::DeclareTopology(config.bus);
   } catch (const bus::TopologyError&) {
@@ -104,7 +113,28 @@ Daemon::~Daemon() = default;
 
 void Daemon::Start(std::function<void()> on_stopped) {
   parts_->checkpointer.emplace(*parts_->stores.checkpoint);
+  if (check_store_) {
+    // Serving at once; the check's verdict comes back to the engine thread.
+    auto executor = executor_;
+    engine::Engine* engine = &parts_->engine;
+    parts_->integrity.emplace(
+        store_path_, [executor, engine](std::optional<std::string> damage, double seconds) {
+          boost::asio::post(executor, [engine, damage = std::move(damage), seconds] {
+            if (!damage) {
+              Log(Level::kInfo, "store.checked",
+                  {{"result", "ok"}, {"seconds", std::to_string(seconds)}});
+              return;
+            }
+            Log(Level::kError, "store.damaged",
+                {{"error", *damage},
+                 {"action", "stopping: restore the store from a backup (payorch never repairs "
+                            "or resets it)"}});
+            engine->StoreDamaged(*damage);
+          });
+        });
+  }
   parts_->engine.Start([this, on_stopped = std::move(on_stopped)] {
+    parts_->integrity.reset();
     parts_->checkpointer.reset();
     if (!parts_->engine.Fatal()) {
       store::WriteResult r = parts_->stores.reader->Checkpoint();

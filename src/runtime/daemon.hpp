@@ -40,6 +40,9 @@ class Daemon {
  private:
   struct Parts;
   std::unique_ptr<Parts> parts_;
+  boost::asio::any_io_executor executor_;
+  std::string store_path_;
+  bool check_store_ = true;
 };
 
 }  // namespace payorch::runtime

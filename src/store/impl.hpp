@@ -166,6 +166,8 @@ struct Store::Impl {
 
   Run Use(StmtId id, const char* what) { return Run(db, path, *stmts[id], what); }
 
+  // PRAGMA quick_check: nullopt when intact, else what it found (one line).
+  std::optional<std::string> QuickCheck();
   void Apply(const Commit& c);
   OutboxRow ReadOutbox(const Run& r, size_t first_col);
   OperationRow ReadOperation(const Run& r);

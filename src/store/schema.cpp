@@ -207,17 +207,7 @@ Store Store::Open(const std::string& path, const Options& options) {
   const int64_t tables = impl->QueryInt("SELECT count(*) FROM sqlite_schema",
                                         "reading the schema (is this an SQLite database?)");
   if (options.quick_check) {
-    const auto lines = impl->QueryTexts("PRAGMA quick_check(5)", "PRAGMA quick_check");
-    if (lines.size() != 1 || lines[0] != "ok") {
-      std::string what = "PRAGMA quick_check found damage:";
-      for (std::string l : lines) {
-        if (l.rfind("*** in database ", 0) == 0) l.erase(0, l.find('\n') + 1);
-        for (char& ch : l)
-          if (ch == '\n') ch = ' ';
-        what += " " + l + ";";
-      }
-      Throw(path, ErrorCode::kCorrupt, what);
-    }
+    if (auto damage = impl->QuickCheck()) Throw(path, ErrorCode::kCorrupt, *damage);
   }
   const int64_t version = impl->QueryInt("PRAGMA user_version", "reading user_version");
   const int64_t app_id = impl->QueryInt("PRAGMA application_id", "reading application_id");
@@ -305,6 +295,27 @@ Store Store::Open(const std::string& path, const Options& options) {
   impl->stmts.reserve(kStmtCount);
   for (const char* sql : kSql) impl->stmts.push_back(std::make_unique<Stmt>(impl->db, path, sql));
   return Store(std::move(impl));
+}
+
+std::optional<std::string> Store::Impl::QuickCheck() {
+  const auto lines = QueryTexts("PRAGMA quick_check(5)", "PRAGMA quick_check");
+  if (lines.size() == 1 && lines[0] == "ok") return std::nullopt;
+  std::string what = "PRAGMA quick_check found damage:";
+  for (std::string l : lines) {
+    if (l.rfind("*** in database ", 0) == 0) l.erase(0, l.find('\n') + 1);
+    for (char& ch : l)
+      if (ch == '\n') ch = ' ';
+    what += " " + l + ";";
+  }
+  return what;
+}
+
+std::optional<std::string> Store::QuickCheck() {
+  return impl_->QuickCheck();
+}
+
+void Store::Interrupt() {
+  sqlite3_interrupt(impl_->db);
 }
 
 }  // namespace payorch::store

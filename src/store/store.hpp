@@ -62,6 +62,7 @@ struct Options {
   // How long a statement waits for another connection's lock before kLocked.
   std::chrono::milliseconds busy_timeout{5000};
   // PRAGMA quick_check at Open; reads the whole file (about a second per GB).
+  // payorchd opens without it and runs QuickCheck beside the engine instead.
   bool quick_check = true;
   // SQLite page cache of this connection.
   int cache_kib = 32 * 1024;
@@ -275,6 +276,14 @@ class Store {
   std::vector<ReplayRecord> Replays(size_t limit);
   std::optional<ReplayRecord> LoadReplay(int64_t replay_id);
   std::vector<ReplayedMessage> ReplayMessages(int64_t replay_id);
+
+  // PRAGMA quick_check over the whole file (about a second per GB): nullopt when
+  // intact, else what it found. Throws StoreError when it cannot run (or was
+  // interrupted).
+  std::optional<std::string> QuickCheck();
+  // Makes a query running on this connection (QuickCheck) stop soon with an error;
+  // the one call that may come from another thread.
+  void Interrupt();
 
   const std::string& path() const;
 

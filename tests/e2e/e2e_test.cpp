@@ -7,6 +7,8 @@
 #include "codec/codec.hpp"
 #include "store/store.hpp"
 
+#include <sqlite3.h>
+
 #include <fstream>
 #include <iostream>
 
@@ -404,6 +406,52 @@ TEST(E2e, ASecondPayorchdOnTheSameStoreRefusesToStart) {
   // The first one is untouched.
   w.Publish(Purchase("o-first", 1000));
   ASSERT_TRUE(w.Expect("o-first", {K::kAuthorized}));
+}
+
+// The integrity check runs beside the engine: payorchd serves without reading the
+// whole file first, and a page it did not need to start (history's index) found
+// damaged stops it (exit 1) saying what; the store is left as it is.
+TEST(E2e, AStoreDamagedWhereTheStartDoesNotReadStopsPayorchdSayingWhat) {
+  World w;
+  w.Publish(Purchase("o-damage", 1000));
+  ASSERT_TRUE(w.Expect("o-damage", {K::kAuthorized}));
+  ASSERT_EQ(w.daemon().Term().value_or(-1), 0) << w.daemon().LogTail();
+  const std::string path = w.daemon().store_path();
+  int64_t root = 0, page_size = 0;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    auto one = [&](const char* sql) {
+      sqlite3_stmt* s = nullptr;
+      EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK);
+      const int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+      sqlite3_finalize(s);
+      return v;
+    };
+    root = one("SELECT rootpage FROM sqlite_schema WHERE name = 'history_order'");
+    page_size = one("PRAGMA page_size");
+    sqlite3_close(db);
+  }
+  ASSERT_GT(root, 1);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp((root - 1) * page_size);
+    const std::string garbage(static_cast<size_t>(page_size / 2), '\xA5');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  kit::Daemon again(w.daemon().options());
+  try {
+    again.Start(20s);
+  } catch (const std::exception&) {
+    // It may have found the damage before it wrote its ready file.
+  }
+  EXPECT_EQ(again.process().Wait(20s), 1) << again.LogTail();
+  const std::string log = again.LogTail(20);
+  EXPECT_NE(log.find("store.damaged"), std::string::npos) << log;
+  EXPECT_NE(log.find("quick_check found damage"), std::string::npos) << log;
+  EXPECT_NE(log.find("engine.stopped"), std::string::npos) << log;
 }
 
 TEST(E2e, SigtermDrainsAndExitsZero) {
