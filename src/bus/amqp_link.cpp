@@ -140,10 +140,18 @@ Connection::Connection(const BusConfig& config, const std::string& name) {
   amqp_table_t client_properties{2, entries};
 
   amqp_rpc_reply_t reply = amqp_login_with_properties(
-      conn_, url.vhost.c_str(), 0, static_cast<int>(kFrameMax), config.heartbeat_seconds, &client_properties,
+      conn_, url.vhost.c_str(), 0, static_cast<int>(kFrameMax), config.heartbeat_seconds,
+      &client_properties,
       AMQP_SASL_METHOD_PLAIN, url.user.c_str(), url.password.c_str());
   try {
     Check(reply, "login to " + where + " vhost " + url.vhost + " as " + url.user);
+    // Messages are sized against kFrameMax (Unpublishable, the dead letters): a
+    // broker that grants less would fail their publishes on every attempt.
+    const int granted = amqp_get_frame_max(conn_);
+    if (granted < static_cast<int>(kFrameMax))
+      throw AmqpError("the broker at " + where + " grants frames of " + std::to_string(granted) +
+                     " bytes; payorch needs " + std::to_string(kFrameMax) +
+                     " (RabbitMQ's default): raise frame_max in rabbitmq.conf");
   } catch (...) {
     amqp_destroy_connection(conn_);
     conn_ = nullptr;

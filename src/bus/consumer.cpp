@@ -363,22 +363,19 @@ class Consumer::Impl {
     // Persistent whatever it was: the dead-letter queue is where nothing may vanish.
     properties.delivery_mode = 2;
     // Headers that filled the message's frame leave no room for ours: the dead
-    // letter keeps ours and says what it dropped, rather than failing the
-    // connection at every delivery until the broker's delivery limit takes it.
+    // letter keeps only the five above and says what it dropped, rather than
+    // failing the connection at every delivery until the broker's delivery limit
+    // takes it. (Whatever else is long stays within 255 bytes a property.)
     if (EncodedPropertiesBytes(properties) + 30 > kFrameMax) {
       const size_t bytes = EncodedPropertiesBytes(properties);
-      size_t count = 0;
       Table ours;
-      for (auto& [key, value] : properties.headers) {
-        if (key.rfind("x-payorch-", 0) == 0) {
-          ours.emplace(key, std::move(value));
-        } else {
-          ++count;
-        }
-      }
+      for (const char* key : {"x-payorch-error", "x-payorch-detail", "x-payorch-original-exchange",
+                              "x-payorch-original-routing-key", "x-payorch-dead-lettered-at"})
+        ours[key] = std::move(properties.headers[key]);
+      const size_t dropped = properties.headers.size() - ours.size();
       properties.headers = std::move(ours);
       properties.headers["x-payorch-headers-dropped"] = FieldValue::String(
-          std::to_string(count) + " headers: with the reason they took " +
+          std::to_string(dropped) + " headers: with the reason they took " +
           std::to_string(bytes) + " bytes, more than an AMQP frame (" +
           std::to_string(kFrameMax) + ")");
     }

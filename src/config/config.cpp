@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <limits>
 #include <tuple>
@@ -370,6 +369,8 @@ const std::vector<Setting>& Settings() {
     s.push_back(Bool(st, "create_if_missing", FIELD(store.options.create_if_missing)));
     s.push_back(Dur(st, "busy_timeout", FIELD(store.options.busy_timeout)));
     s.push_back(Bool(st, "quick_check", FIELD(store.options.quick_check)));
+    s.push_back(Int(st, "quick_check_first_mib", FIELD(store.quick_check_first_mib), 0,
+                    1'000'000'000));
     s.push_back(
         Int(st, "cache_kib", FIELD(store.options.cache_kib), 0, std::numeric_limits<int>::max()));
     s.push_back(Int(st, "wal_autocheckpoint_pages", FIELD(store.options.wal_autocheckpoint_pages),
@@ -555,9 +556,10 @@ class Loader {
     std::string text;
     {
       std::ifstream in(path_, std::ios::binary);
-      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-      if (!in.good() && !in.eof())
-        throw ConfigError(path_, "", "cannot read the configuration file");
+      char buffer[8192];
+      while (in.read(buffer, sizeof buffer) || in.gcount() > 0) text.append(buffer, in.gcount());
+      // eof ends the loop; bad is a read error (a truncated file is not parsed).
+      if (in.bad() || !in.eof()) throw ConfigError(path_, "", "cannot read the configuration file");
     }
     if (domain::Utf8Length(text) < 0) {
       int line = 1;

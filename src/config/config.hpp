@@ -29,6 +29,9 @@ inline constexpr std::size_t kMinCallbackSecretBytes = 32;
 struct StoreConfig {
   std::string path = "var/payorch.db";
   store::Options options;
+  // options.quick_check: a store up to this size is checked before payorchd serves,
+  // a bigger one beside the engine while it serves (0: always beside).
+  int64_t quick_check_first_mib = 256;
 };
 
 struct HttpConfig {

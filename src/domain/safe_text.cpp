@@ -113,6 +113,30 @@ bool IsPlainText(std::string_view s) {
   return true;
 }
 
+std::string EscapeControls(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  char32_t cp = 0;
+  for (size_t i = 0; i < text.size();) {
+    size_t n = Utf8Sequence(text, i, cp);
+    const bool escape = n == 0 || IsControl(cp);
+    if (n == 0) n = 1;
+    if (!escape) {
+      out.append(text.substr(i, n));
+    } else {
+      for (size_t k = i; k < i + n; ++k) {
+        const auto byte = static_cast<unsigned char>(text[k]);
+        out += "\\x";
+        out += kHex[byte >> 4];
+        out += kHex[byte & 0xF];
+      }
+    }
+    i += n;
+  }
+  return out;
+}
+
 std::string SafeDetail(std::string_view text, std::size_t max_bytes) {
   // Characters first, so that a number split by a newline is masked as one.
   std::string clean;

@@ -28,6 +28,11 @@ bool IsControl(char32_t code_point);
 // Strict UTF-8 without any IsControl character.
 bool IsPlainText(std::string_view s);
 
+// `text` with every IsControl character and every byte that is not UTF-8 written
+// as \xNN escapes of its bytes: one line that a terminal shows as it is. Nothing
+// masked, nothing cut (for lines built elsewhere: SafeDetail for outsiders' words).
+std::string EscapeControls(std::string_view text);
+
 // The bound of SafeDetail unless a caller asks for another.
 inline constexpr std::size_t kMaxDetailBytes = 300;
 

@@ -10,7 +10,14 @@ const char* PhaseOrNone(const std::optional<domain::Phase>& p) {
 }
 }  // namespace
 
-Decider::Decider(Context& ctx, GroupCommit& commit) : ctx_(ctx), commit_(commit) {}
+Decider::Decider(Context& ctx, GroupCommit& commit) : ctx_(ctx), commit_(commit) {
+  Evicted();  // shown from the start, at 0
+}
+
+metrics::Counter& Decider::Evicted() {
+  return ctx_.metrics.counter("payorch_payments_evicted_total",
+                              "Payments dropped from memory to keep within engine.cache_payments.");
+}
 
 domain::Payment& Decider::Insert(const std::string& order_id, domain::Payment payment) {
   auto it = cache_.emplace(order_id, Cached{std::move(payment), {}}).first;
@@ -160,9 +167,7 @@ void Decider::Trim() {
     it = used_.erase(it);
     cache_.erase(entry);
   }
-  ctx_.metrics.counter("payorch_payments_evicted_total",
-                       "Payments dropped from memory to keep within engine.cache_payments.")
-      .Inc(static_cast<double>(before - cache_.size()));
+  Evicted().Inc(static_cast<double>(before - cache_.size()));
   Log(Level::kDebug, "engine.cache_trimmed",
       {{"before", std::to_string(before)}, {"after", std::to_string(cache_.size())}});
 }

@@ -58,6 +58,7 @@ class Decider {
     std::list<const std::string*>::iterator used;  // its place in used_
   };
   domain::Payment& Insert(const std::string& order_id, domain::Payment payment);
+  metrics::Counter& Evicted();
 
   Context& ctx_;
   GroupCommit& commit_;

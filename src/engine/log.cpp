@@ -7,6 +7,8 @@
 #include <atomic>
 #include <memory>
 
+#include "domain/safe_text.hpp"
+
 namespace payorch::engine {
 namespace {
 
@@ -176,23 +178,9 @@ void LogLine(Level level, std::string_view line) {
   size_t keep = std::min(line.size(), max);
   while (keep < line.size() && keep > 0 && (static_cast<unsigned char>(line[keep]) & 0xC0) == 0x80)
     --keep;
-  bool clean = keep == line.size();
-  for (size_t i = 0; clean && i < keep; ++i) {
-    const unsigned char ch = static_cast<unsigned char>(line[i]);
-    clean = ch >= 0x20 && ch != 0x7F;
-  }
-  if (!clean) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (size_t i = 0; i < keep; ++i) {
-      const unsigned char ch = static_cast<unsigned char>(line[i]);
-      if (ch >= 0x20 && ch != 0x7F) {
-        cut += static_cast<char>(ch);
-      } else {
-        cut += "\\x";
-        cut += kHex[ch >> 4];
-        cut += kHex[ch & 0xF];
-      }
-    }
+  const std::string_view kept = line.substr(0, keep);
+  if (keep < line.size() || !domain::IsPlainText(kept)) {
+    cut = domain::EscapeControls(kept);
     if (keep < line.size()) cut += "...(" + std::to_string(line.size()) + " bytes)";
     line = cut;
   }

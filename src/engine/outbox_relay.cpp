@@ -216,7 +216,10 @@ size_t OutboxRelay::Republish(const std::string& order_id, std::vector<store::Ou
     if (seqs_.count(row.seq)) continue;  // already on its way
     // Unsent and not yet loaded: Round loads it in its turn (queued here too, it
     // could be loaded again after its confirm and before its mark).
-    if (!row.sent_at && row.seq > cursor_) continue;
+    if (!row.sent_at && row.seq > cursor_) {
+      ++n;  // goes out all the same
+      continue;
+    }
     seqs_.insert(row.seq);
     // An unsent row is published as usual (and marked sent); a sent one again.
     const bool again = row.sent_at.has_value();

@@ -1,5 +1,6 @@
 #include "runtime/daemon.hpp"
 
+#include <filesystem>
 #include <optional>
 
 #include <boost/asio/post.hpp>
@@ -35,14 +36,34 @@ namespace {
 
 // Three connections to one WAL file: the writer thread commits, the engine thread
 // reads what is committed, the checkpointer copies the WAL back.
+// Whether the store is small enough to be checked before serving (else beside).
+bool CheckFirst(const config::Config& config) {
+  std::uintmax_t bytes = 0;
+  for (const char* suffix : {"", "-wal"}) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(config.store.path + suffix, ec);
+    if (!ec) bytes += size;
+  }
+  return bytes <= static_cast<std::uintmax_t>(config.store.quick_check_first_mib) << 20;
+}
+
 struct Stores {
   explicit Stores(const config::Config& config) {
+    RefuseIfMarkedDamaged(config.store.path);
     store::Options so = config.store.options;
-    // The integrity check runs beside the engine (IntegrityCheck), not before it.
-    so.quick_check = false;
+    // A big store is checked beside the engine (IntegrityCheck), not before it.
+    so.quick_check = so.quick_check && CheckFirst(config);
+    checked_first = so.quick_check;
     // Checkpoints run on a thread of their own, so a commit never pays for one.
     so.wal_autocheckpoint_pages = 0;
-    writer.emplace(store::Store::Open(config.store.path, so));
+    try {
+      writer.emplace(store::Store::Open(config.store.path, so));
+    } catch (const store::StoreError& e) {
+      if (so.quick_check && std::string(e.what()).find("quick_check found damage") !=
+                                std::string::npos)
+        MarkDamaged(config.store.path, e.what());
+      throw;
+    }
     store::Options co = so;
     co.quick_check = false;
     co.create_if_missing = false;
@@ -50,6 +71,7 @@ struct Stores {
     checkpoint.emplace(store::Store::Open(config.store.path, co));
   }
   std::optional<store::Store> writer, reader, checkpoint;
+  bool checked_first = false;
 };
 
 payex::ClientOptions PayexOptions(const config::Config& config) {
@@ -86,8 +108,9 @@ struct Daemon::Parts {
   PayexPort payex;
   WriterThread writer;
   std::optional<Checkpointer> checkpointer;
-  std::optional<IntegrityCheck> integrity;
   engine::Engine engine;
+  // After the engine: destroyed first, so its verdict never finds the engine gone.
+  std::optional<IntegrityCheck> integrity;
 };
 
 Daemon::Daemon(boost::asio::any_io_executor executor, const config::Config& config,
@@ -113,12 +136,14 @@ Daemon::~Daemon() = default;
 
 void Daemon::Start(std::function<void()> on_stopped) {
   parts_->checkpointer.emplace(*parts_->stores.checkpoint);
-  if (check_store_) {
+  if (check_store_ && !parts_->stores.checked_first) {
     // Serving at once; the check's verdict comes back to the engine thread.
     auto executor = executor_;
     engine::Engine* engine = &parts_->engine;
+    const std::string path = store_path_;
     parts_->integrity.emplace(
-        store_path_, [executor, engine](std::optional<std::string> damage, double seconds) {
+        store_path_, [executor, engine, path](std::optional<std::string> damage, double seconds) {
+          if (damage) MarkDamaged(path, *damage);
           boost::asio::post(executor, [engine, damage = std::move(damage), seconds] {
             if (!damage) {
               Log(Level::kInfo, "store.checked",
@@ -127,8 +152,8 @@ void Daemon::Start(std::function<void()> on_stopped) {
             }
             Log(Level::kError, "store.damaged",
                 {{"error", *damage},
-                 {"action", "stopping: restore the store from a backup (payorch never repairs "
-                            "or resets it)"}});
+                 {"action", "stopping: restore the store from a backup, then remove its "
+                            ".damaged marker (payorch never repairs or resets a store)"}});
             engine->StoreDamaged(*damage);
           });
         });

@@ -1,8 +1,30 @@
 #include "runtime/integrity_check.hpp"
 
 #include <chrono>
+#include <fstream>
 
 namespace payorch::runtime {
+
+std::string DamagedMarker(const std::string& store_path) {
+  return store_path + ".damaged";
+}
+
+void MarkDamaged(const std::string& store_path, const std::string& what) {
+  std::ofstream out(DamagedMarker(store_path), std::ios::trunc);
+  out << what << "\n";
+}
+
+void RefuseIfMarkedDamaged(const std::string& store_path) {
+  std::ifstream in(DamagedMarker(store_path));
+  if (!in) return;
+  std::string what;
+  std::getline(in, what);
+  throw store::StoreError(
+      store::ErrorCode::kCorrupt,
+      "store " + store_path + ": an earlier integrity check found damage (" + what +
+          "); payorch never repairs a store: restore it from a backup, then remove " +
+          DamagedMarker(store_path));
+}
 
 namespace {
 store::Store OpenReadOnly(const std::string& path) {

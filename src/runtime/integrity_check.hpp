@@ -17,6 +17,14 @@
 
 namespace payorch::runtime {
 
+// Damage found is recorded next to the store (<path>.damaged, what was found), so
+// that a supervisor's restart does not serve from the damaged file again.
+std::string DamagedMarker(const std::string& store_path);
+void MarkDamaged(const std::string& store_path, const std::string& what);
+// Throws store::StoreError (kCorrupt) naming the marker when an earlier check
+// recorded damage.
+void RefuseIfMarkedDamaged(const std::string& store_path);
+
 class IntegrityCheck {
  public:
   using Done = std::function<void(std::optional<std::string> damage, double seconds)>;

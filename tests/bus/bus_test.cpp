@@ -370,48 +370,58 @@ TEST_F(BusTest, EveryKindOfBadMessageReachesTheDeadLetterQueueWithItsReason) {
   EXPECT_EQ(admin_->QueueDepth(config_.topology.orders_queue), 0u);
 }
 
-// A bad message whose own headers nearly fill an AMQP frame: the consumer's dead
-// letter (its headers plus ours) must still go out at once, not fail the
-// connection on every delivery until the broker's delivery limit takes it.
+// A bad message whose own headers nearly fill an AMQP frame (many, or one of
+// payorch's own prefix): the consumer's dead letter (its headers plus ours) must
+// still go out at once, not fail the connection on every delivery until the
+// broker's delivery limit takes it.
 TEST_F(BusTest, ABadMessageWithHeadersFillingAFrameIsDeadLetteredAtOnce) {
   ASSERT_NO_THROW(DeclareTopology(config_));
   Publisher publisher(config_);
   publisher.Start();
-  Message m;
-  m.exchange = config_.topology.orders_exchange;
-  m.routing_key = "order.shipped";
-  m.body = "not an order event";
-  m.properties.content_type = "text/plain";
-  m.properties.message_id = "fat-headers-" + suffix_;
+  std::vector<Message> bad(2);
+  for (size_t n = 0; n < bad.size(); ++n) {
+    Message& m = bad[n];
+    m.exchange = config_.topology.orders_exchange;
+    m.routing_key = "order.shipped";
+    m.body = "not an order event";
+    m.properties.content_type = "text/plain";
+    m.properties.message_id = "fat-headers-" + std::to_string(n) + "-" + suffix_;
+  }
   for (int i = 0; i < 65; ++i)
-    m.properties.headers["x-fat-" + std::to_string(i)] = FieldValue::String(std::string(2000, 'h'));
-  ASSERT_TRUE(publisher.Publish(m).get().Ok());
+    bad[0].properties.headers["x-fat-" + std::to_string(i)] =
+        FieldValue::String(std::string(2000, 'h'));
+  // One header of payorch's prefix, 100 bytes short of what a frame holds: it is
+  // published, and our own headers cannot join it.
+  bad[1].properties.headers["x-payorch-pad"] = FieldValue::String("");
+  bad[1].properties.headers["x-payorch-pad"].s.assign(
+      kFrameMax - 30 - 100 - EncodedPropertiesBytes(bad[1].properties), 'p');
+  for (const Message& m : bad) ASSERT_TRUE(publisher.Publish(m).get().Ok());
 
-  std::atomic<int> deliveries{0};
-  Consumer consumer(config_, [&](Delivery) { ++deliveries; });
+  Consumer consumer(config_, [&](Delivery) {});
   consumer.Start();
-  std::optional<GotMessage> dead;
+  std::vector<GotMessage> dead;
   ASSERT_TRUE(WaitFor([&] {
-    dead = admin_->Take(config_.topology.dead_letter_queue);
-    return dead.has_value();
+    if (auto d = admin_->Take(config_.topology.dead_letter_queue)) dead.push_back(std::move(*d));
+    return dead.size() == bad.size();
   }));
-  // The original is acked once the copy is confirmed.
+  // The originals are acked once their copies are confirmed.
   EXPECT_TRUE(WaitFor([&] {
-    return consumer.GetStats().dead_lettered == 1 &&
+    return consumer.GetStats().dead_lettered == bad.size() &&
            admin_->QueueDepth(config_.topology.orders_queue) == 0;
   }));
   consumer.Stop();
-  EXPECT_EQ(consumer.GetStats().dead_lettered, 1u);
-  const auto& h = dead->properties.headers;
-  EXPECT_FALSE(h.count("x-death")) << "dead-lettered by the broker's delivery limit, not by us";
-  EXPECT_EQ(HeaderString(h, "x-payorch-error"), codec::error::kUnsupportedContentType);
-  EXPECT_EQ(dead->body, m.body);
-  EXPECT_EQ(dead->properties.message_id, m.properties.message_id);
-  // What did not fit is said, not silently lost.
-  ASSERT_TRUE(HeaderString(h, "x-payorch-headers-dropped").has_value());
-  EXPECT_NE(HeaderString(h, "x-payorch-headers-dropped")->find("65 headers"), std::string::npos)
-      << *HeaderString(h, "x-payorch-headers-dropped");
-  EXPECT_EQ(admin_->QueueDepth(config_.topology.orders_queue), 0u);
+  for (size_t n = 0; n < bad.size(); ++n) {
+    const auto& h = dead[n].properties.headers;
+    EXPECT_FALSE(h.count("x-death")) << "dead-lettered by the broker's delivery limit, not by us";
+    EXPECT_EQ(HeaderString(h, "x-payorch-error"), codec::error::kUnsupportedContentType);
+    EXPECT_EQ(dead[n].body, bad[n].body);
+    EXPECT_EQ(dead[n].properties.message_id, bad[n].properties.message_id);
+    EXPECT_FALSE(h.count("x-payorch-pad"));
+    // What did not fit is said, not silently lost.
+    ASSERT_TRUE(HeaderString(h, "x-payorch-headers-dropped").has_value());
+    const std::string said = *HeaderString(h, "x-payorch-headers-dropped");
+    EXPECT_NE(said.find(n == 0 ? "65 headers" : "1 headers"), std::string::npos) << said;
+  }
 }
 
 // --- Publishing ------------------------------------------------------------

@@ -47,6 +47,11 @@ TEST_F(LogTest, APreformattedLineHasNoRawControlBytesAndCutsOnACharacter) {
   LogLine(Level::kWarn, "event=bus.x routing_key=order.a\nevent=forged \x1b[2J\x7f");
   ASSERT_EQ(lines_.size(), 1u);
   EXPECT_EQ(lines_[0], "event=bus.x routing_key=order.a\\x0aevent=forged \\x1b[2J\\x7f");
+  // C1 controls written as UTF-8 (CSI), bidi overrides and bytes that are not UTF-8.
+  lines_.clear();
+  LogLine(Level::kDebug, "event=http path=/a\xc2\x9b" "2J\xe2\x80\xae" "b\xff");
+  ASSERT_EQ(lines_.size(), 1u);
+  EXPECT_EQ(lines_[0], "event=http path=/a\\xc2\\x9b2J\\xe2\\x80\\xaeb\\xff");
   std::string wide = "event=bus.y detail=";
   while (wide.size() < 9 * kMaxLogFieldBytes) wide += "\xc3\xa6";  // æ
   for (size_t shift = 0; shift < 2; ++shift) {
