@@ -43,22 +43,17 @@ inline double CpuSeconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// Peak resident set (VmHWM) of a process, in MiB.
-inline double PeakRssMiB(pid_t pid) {
+// A "VmXXX:" line of a process's /proc status (kB there), in MiB.
+inline double StatusMiB(pid_t pid, const std::string& field) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(field.size())) / 1024.0;
   return 0;
 }
 
-// Resident set now (VmRSS) of a process, in MiB.
-inline double RssMiB(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0;
-}
+// Peak resident set (VmHWM) and resident set now (VmRSS) of a process, in MiB.
+inline double PeakRssMiB(pid_t pid) { return StatusMiB(pid, "VmHWM:"); }
+inline double RssMiB(pid_t pid) { return StatusMiB(pid, "VmRSS:"); }
 
 }  // namespace payorch::bench
