@@ -366,7 +366,7 @@ class Consumer::Impl {
     // letter keeps only the five above and says what it dropped, rather than
     // failing the connection at every delivery until the broker's delivery limit
     // takes it. (Whatever else is long stays within 255 bytes a property.)
-    if (EncodedPropertiesBytes(properties) + 30 > kFrameMax) {
+    if (!FitsOneFrame(properties)) {
       const size_t bytes = EncodedPropertiesBytes(properties);
       Table ours;
       for (const char* key : {"x-payorch-error", "x-payorch-detail", "x-payorch-original-exchange",

@@ -183,10 +183,9 @@ std::optional<std::string> Unpublishable(const Message& m, size_t max_body_bytes
   for (auto [name, size] : fields)
     if (auto why = short_string(name, size)) return why;
   if (auto why = TableProblem(p.headers, 0)) return why;
-  // The content header (22 bytes and the frame's 8) carries every property.
-  if (const size_t bytes = EncodedPropertiesBytes(p); bytes + 30 > kFrameMax)
-    return "properties and headers of " + std::to_string(bytes) + " bytes (an AMQP frame holds " +
-           std::to_string(kFrameMax) + ")";
+  if (!FitsOneFrame(p))
+    return "properties and headers of " + std::to_string(EncodedPropertiesBytes(p)) +
+           " bytes (an AMQP frame holds " + std::to_string(kFrameMax) + ")";
   return std::nullopt;
 }
 

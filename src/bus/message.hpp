@@ -148,6 +148,11 @@ std::optional<std::string> Unpublishable(const Message& message, size_t max_body
 // must fit one AMQP frame with the content header's 22 bytes (kFrameMax).
 size_t EncodedPropertiesBytes(const Properties& properties);
 inline constexpr size_t kFrameMax = 131072;  // what payorch asks for and RabbitMQ grants
+// True when the properties fit one frame with the content header (22 bytes) and
+// the frame's own 8.
+inline bool FitsOneFrame(const Properties& properties) {
+  return EncodedPropertiesBytes(properties) + 30 <= kFrameMax;
+}
 
 struct [[nodiscard]] PublishResult {
   PublishStatus status = PublishStatus::kConfirmed;
