@@ -3,6 +3,8 @@
 #include <chrono>
 #include <fstream>
 
+#include "engine/log.hpp"
+
 namespace payorch::runtime {
 
 std::string DamagedMarker(const std::string& store_path) {
@@ -44,7 +46,12 @@ IntegrityCheck::IntegrityCheck(const std::string& path, Done on_done)
     try {
       damage = store_.QuickCheck();
     } catch (const std::exception& e) {
-      damage = std::string("the integrity check could not run: ") + e.what();
+      // Not a finding (busy, out of memory, interrupted): nothing is marked damaged.
+      if (!stopping_)
+        engine::Log(engine::Level::kWarn, "store.check_failed",
+                    {{"error", e.what()}, {"action", "the next start checks again"}});
+      done_ = true;
+      return;
     }
     if (!stopping_)
       on_done(std::move(damage),

@@ -4,7 +4,8 @@
 // read-only connection of their own. `on_done` gets nullopt when the file is
 // intact, else what was found (the caller stops the engine: what it would decide
 // on a damaged file cannot be trusted). Thread: its own; on_done runs there.
-// Errors: a check that cannot run is reported like damage, with its reason.
+// Errors: a check that cannot run (busy, out of memory) is logged, not reported as
+// damage; on_done is not called then.
 #pragma once
 
 #include <atomic>
