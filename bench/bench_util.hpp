@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,12 +29,15 @@ inline double Percentile(std::vector<double> v, double p) {
 
 inline double Median(std::vector<double> v) { return Percentile(std::move(v), 0.5); }
 
-// utime + stime of a process, in seconds.
-inline double CpuSeconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+// utime + stime from a /proc stat file (a process's or one thread's), in seconds;
+// `name` gets the name between the parentheses when asked for.
+inline double StatCpuSeconds(const std::string& stat_path, std::string* name = nullptr) {
+  std::ifstream f(stat_path);
   std::string s((std::istreambuf_iterator<char>(f)), {});
+  auto open = s.find('(');
   auto close = s.rfind(')');
-  if (close == std::string::npos) return 0;
+  if (open == std::string::npos || close == std::string::npos || close < open) return 0;
+  if (name) *name = s.substr(open + 1, close - open - 1);
   std::istringstream in(s.substr(close + 2));
   std::string field;
   long long utime = 0, stime = 0;
@@ -41,6 +46,25 @@ inline double CpuSeconds(pid_t pid) {
     if (i == 15) stime = std::stoll(field);
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// utime + stime of a process, in seconds.
+inline double CpuSeconds(pid_t pid) {
+  return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat");
+}
+
+// CPU seconds of a process's live threads by thread name (payorchd names its
+// threads: payorch-writer, payorch-consume, ...; the engine's is "payorchd").
+inline std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
+  std::map<std::string, double> out;
+  std::error_code ec;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
+    std::string name;
+    double s = StatCpuSeconds(task.path().string() + "/stat", &name);
+    if (!name.empty()) out[name] += s;
+  }
+  return out;
 }
 
 // A "VmXXX:" line of a process's /proc status (kB there), in MiB.

@@ -3,7 +3,8 @@
 // with instant approval, payorchd as a process, the real broker (scripts/broker
 // start). A window of W orders is kept in flight, so latencies are those of a busy
 // steady state rather than of one big backlog. Prints lifecycles/s, p50/p99 latency
-// from order event to outcome event per step, payorchd's CPU seconds and peak RSS,
+// from order event to outcome event per step, payorchd's CPU seconds (and per lifecycle
+// by thread: payorchd names its threads) and peak RSS,
 // and, measured in the same run, the raw broker ceiling (bus_bench --only raw)
 // divided by the four messages a lifecycle needs. Figures only; asserts nothing.
 //   lifecycle_bench [--orders N] [--window W] [--runs R] [--batch B] [--commit-delay MS]
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -45,6 +47,7 @@ struct Run {
   double lifecycles_per_s = 0;
   std::vector<double> authorize_ms, capture_ms;
   double cpu_s = 0;
+  std::map<std::string, double> thread_cpu_s;  // by thread name
   double rss_mib = 0;
   bool complete = false;
 };
@@ -108,6 +111,7 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   });
 
   double cpu0 = CpuSeconds(daemon.process().pid());
+  auto threads0 = ThreadCpuSeconds(daemon.process().pid());
   auto t0 = Clock::now();
   for (int k = 0; k < std::min(o.window, o.orders); ++k) start_order(next++);
   int last = -1;
@@ -127,6 +131,8 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   r.complete = done >= o.orders;
   r.lifecycles_per_s = done / std::chrono::duration<double>(elapsed).count();
   r.cpu_s = CpuSeconds(daemon.process().pid()) - cpu0;
+  r.thread_cpu_s = ThreadCpuSeconds(daemon.process().pid());
+  for (auto& [name, s] : r.thread_cpu_s) s -= threads0[name];
   r.rss_mib = PeakRssMiB(daemon.process().pid());
   client.OnEvent(nullptr);
   if (std::getenv("LIFECYCLE_BENCH_METRICS")) {
@@ -207,6 +213,7 @@ int main(int argc, char** argv) {
       "engine.commit_delay %d ms\n",
       o.orders, o.window, o.runs, o.batch, o.commit_delay_ms);
   std::vector<double> rates, cpu, rss, a50, a99, c50, c99;
+  std::map<std::string, std::vector<double>> thread_cpu;
   for (int run = 0; run < o.runs; ++run) {
     Run r;
     try {
@@ -221,6 +228,12 @@ int main(int argc, char** argv) {
         run, r.lifecycles_per_s, r.complete ? "" : " (INCOMPLETE)", Percentile(r.authorize_ms, 0.5),
         Percentile(r.authorize_ms, 0.99), Percentile(r.capture_ms, 0.5),
         Percentile(r.capture_ms, 0.99), r.cpu_s, 1e6 * r.cpu_s / o.orders, r.rss_mib);
+    std::printf("       payorchd cpu by thread (us/lifecycle):");
+    for (const auto& [name, s] : r.thread_cpu_s) {
+      std::printf(" %s %.0f", name.c_str(), 1e6 * s / o.orders);
+      thread_cpu[name].push_back(1e6 * s / o.orders);
+    }
+    std::printf("\n");
     std::fflush(stdout);
     rates.push_back(r.lifecycles_per_s);
     cpu.push_back(r.cpu_s);
@@ -235,6 +248,9 @@ int main(int argc, char** argv) {
               "peak rss %.1f MiB\n",
               Median(rates), Median(a50), Median(a99), Median(c50), Median(c99), Median(cpu),
               o.orders, Median(rss));
+  std::printf("median payorchd cpu: %.0f us per lifecycle; by thread:", 1e6 * Median(cpu) / o.orders);
+  for (const auto& [name, v] : thread_cpu) std::printf(" %s %.0f", name.c_str(), Median(v));
+  std::printf("\n");
   if (o.raw) {
     double raw = RawCeiling(url);
     std::printf("raw broker ceiling (bus_bench --only raw, same machine, now): %.0f msg/s / 4 "

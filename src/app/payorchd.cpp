@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -205,7 +206,10 @@ int Run(const Args& args) {
   http::CallbackOptions cb;
   cb.path_prefix = CallbackPrefix(cfg.http.callback_base_url);
   cb.secret = cfg.callback_secret;
-  auto log_http = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
+  // A line per request at debug level; not even built otherwise.
+  std::function<void(std::string_view)> log_http;
+  if (engine::LogEnabled(Level::kDebug))
+    log_http = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
 
   http::ServerOptions public_options;
   public_options.address = cfg.http.listen_address;

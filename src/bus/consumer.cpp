@@ -1,5 +1,7 @@
 #include "bus/consumer.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -123,7 +125,10 @@ class Consumer::Impl {
   void Start() {
     std::lock_guard lock(start_mutex_);
     if (thread_.joinable() || stop_) return;
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "payorch-consume");  // top -H, perf, lifecycle_bench
+      Run();
+    });
     thread_id_ = thread_.get_id();
   }
 

@@ -48,6 +48,8 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // Bounds on the lingering close (see the top of this file).
 constexpr std::chrono::milliseconds kMaxDrainTime{1000};
 constexpr std::size_t kMaxDrainBytes = 1 << 20;
+// The first read of a connection: a callback or an ordinary request in one go.
+constexpr std::size_t kFirstReadBytes = 4096;
 
 namespace {
 
@@ -366,7 +368,10 @@ asio::awaitable<void> ServerCore::Session(std::shared_ptr<ServerCore> self,
 
   const auto read_timeout = options_.read_timeout;
   const auto accepted_at = Clock::now();
+  // Room for a whole ordinary request at once: Beast reads at most the free capacity
+  // (at least 512 bytes), so an empty buffer took a callback in two reads or more.
   beast::flat_buffer buffer;
+  buffer.reserve(kFirstReadBytes);
   bool first = true;
   bool linger = false;  // closing after an answer: drain before closing
 
@@ -509,9 +514,10 @@ asio::awaitable<void> ServerCore::Session(std::shared_ptr<ServerCore> self,
     conn->state = State::kWriting;
     stream.expires_after(read_timeout);
     auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
-    Log(Event("http.request") + " method=" + method + " path=" + path +
-        " status=" + std::to_string(response.status) + " ms=" + Millis(Clock::now() - started) +
-        " remote=" + LogValue(conn->remote) + (reason.empty() ? "" : " reason=" + reason));
+    if (options_.log)
+      Log(Event("http.request") + " method=" + method + " path=" + path +
+          " status=" + std::to_string(response.status) + " ms=" + Millis(Clock::now() - started) +
+          " remote=" + LogValue(conn->remote) + (reason.empty() ? "" : " reason=" + reason));
     if (wec) {
       if (wec == beast::error::timeout) {
         ++stats_.timeouts;

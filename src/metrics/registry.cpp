@@ -111,17 +111,19 @@ void Histogram::Observe(double v) {
   sum_ += v;
 }
 
+struct Registry::Series {
+  Labels labels;  // as first given, the rendered order
+  std::unique_ptr<Counter> counter;
+  std::unique_ptr<Gauge> gauge;
+  std::unique_ptr<Histogram> histogram;
+};
+
 struct Registry::Family {
   std::string name;
   std::string help;
   int type;
   std::vector<double> buckets;  // histograms: the bounds every series shares
-  struct Series {
-    Labels labels;  // as first given, the rendered order
-    std::unique_ptr<Counter> counter;
-    std::unique_ptr<Gauge> gauge;
-    std::unique_ptr<Histogram> histogram;
-  };
+  using Series = Registry::Series;
   std::vector<std::unique_ptr<Series>> series;
   std::map<Labels, Series*> by_labels;  // key: labels sorted by name
 
@@ -143,18 +145,19 @@ struct Registry::Family {
 Registry::Registry() = default;
 Registry::~Registry() = default;
 
-Registry::Family& Registry::FamilyFor(std::string&& name, std::string&& help, int type) {
-  if (!ValidName(name, true)) throw std::invalid_argument("bad metric name '" + name + "'");
+Registry::Family& Registry::FamilyFor(std::string_view name, std::string_view help, int type) {
+  if (!ValidName(name, true))
+    throw std::invalid_argument("bad metric name '" + std::string(name) + "'");
   auto it = by_name_.find(name);
   if (it != by_name_.end()) {
     if (it->second->type != type)
-      throw std::invalid_argument("metric " + name + " is already a " +
+      throw std::invalid_argument("metric " + std::string(name) + " is already a " +
                                   kTypeNames[it->second->type] + ", not a " + kTypeNames[type]);
     return *it->second;
   }
   auto family = std::make_unique<Family>();
-  family->name = std::move(name);
-  family->help = std::move(help);
+  family->name = std::string(name);
+  family->help = std::string(help);
   family->type = type;
   Family& ref = *family;
   by_name_.emplace(ref.name, &ref);
@@ -162,31 +165,51 @@ Registry::Family& Registry::FamilyFor(std::string&& name, std::string&& help, in
   return ref;
 }
 
-Counter& Registry::counter(std::string name, std::string help, Labels labels) {
+Registry::Series* Registry::Existing(std::string_view name, int type,
+                                     const Labels& labels) const {
+  auto it = by_name_.find(name);
+  if (it == by_name_.end() || it->second->type != type) return nullptr;
+  const auto& by_labels = it->second->by_labels;
+  if (labels.size() <= 1) {  // sorted already: no copy
+    auto s = by_labels.find(labels);
+    return s == by_labels.end() ? nullptr : s->second;
+  }
+  Labels key = labels;
+  std::sort(key.begin(), key.end());
+  auto s = by_labels.find(key);
+  return s == by_labels.end() ? nullptr : s->second;
+}
+
+Counter& Registry::counter(std::string_view name, std::string_view help, const Labels& labels) {
+  if (Series* s = Existing(name, kCounter, labels)) return *s->counter;
   Labels key = SeriesKey(name, kCounter, labels);
-  Family& family = FamilyFor(std::move(name), std::move(help), kCounter);
-  return *family.Find(std::move(key), std::move(labels)).counter;
+  Family& family = FamilyFor(name, help, kCounter);
+  return *family.Find(std::move(key), Labels(labels)).counter;
 }
 
-Gauge& Registry::gauge(std::string name, std::string help, Labels labels) {
+Gauge& Registry::gauge(std::string_view name, std::string_view help, const Labels& labels) {
+  if (Series* s = Existing(name, kGauge, labels)) return *s->gauge;
   Labels key = SeriesKey(name, kGauge, labels);
-  Family& family = FamilyFor(std::move(name), std::move(help), kGauge);
-  return *family.Find(std::move(key), std::move(labels)).gauge;
+  Family& family = FamilyFor(name, help, kGauge);
+  return *family.Find(std::move(key), Labels(labels)).gauge;
 }
 
-Histogram& Registry::histogram(std::string name, std::string help, std::vector<double> buckets,
-                               Labels labels) {
+Histogram& Registry::histogram(std::string_view name, std::string_view help,
+                               const std::vector<double>& buckets, const Labels& labels) {
+  if (Series* s = Existing(name, kHistogram, labels);
+      s && s->histogram->upper_bounds() == buckets)
+    return *s->histogram;
   // Validate before registering, so a bad bucket or label list leaves no family behind.
   Labels key = SeriesKey(name, kHistogram, labels);
-  Histogram validated(std::move(buckets));
+  Histogram validated(buckets);
   bool is_new = by_name_.find(name) == by_name_.end();
-  Family& family = FamilyFor(std::move(name), std::move(help), kHistogram);
+  Family& family = FamilyFor(name, help, kHistogram);
   if (is_new) {
     family.buckets = validated.upper_bounds();
   } else if (family.buckets != validated.upper_bounds()) {
     throw std::invalid_argument("metric " + family.name + " is registered with other buckets");
   }
-  return *family.Find(std::move(key), std::move(labels)).histogram;
+  return *family.Find(std::move(key), Labels(labels)).histogram;
 }
 
 void Registry::on_collect(std::function<void(Registry&)> f) {
@@ -246,8 +269,10 @@ std::string Registry::Render() {
   return out;
 }
 
-std::vector<double> LatencyBucketsSeconds() {
-  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+const std::vector<double>& LatencyBucketsSeconds() {
+  static const std::vector<double> buckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                           0.25,  0.5,    1,     2.5,  5,     10};
+  return buckets;
 }
 
 }  // namespace payorch::metrics

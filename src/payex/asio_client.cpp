@@ -46,6 +46,8 @@ using domain::PayexResult;
 using domain::Problem;
 using domain::ResultClass;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// A PayEx answer ($expand included, a few KiB) in one read rather than 512 bytes at a time.
+constexpr std::size_t kReadBufferBytes = 16 * 1024;
 
 struct Origin {
   bool tls = false;
@@ -672,6 +674,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
       if (open_ < opts_.max_connections) {
         ++open_;
         auto c = std::make_unique<Connection>();
+        c->buffer.reserve(kReadBufferBytes);
         c->origin = origin;
         co_return c;
       }
@@ -697,6 +700,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
       if (w.conn) co_return std::move(w.conn);
       if (w.slot) {
         auto c = std::make_unique<Connection>();
+        c->buffer.reserve(kReadBufferBytes);
         c->origin = origin;
         co_return c;
       }

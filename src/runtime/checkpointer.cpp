@@ -1,5 +1,7 @@
 #include "runtime/checkpointer.hpp"
 
+#include <pthread.h>
+
 #include <chrono>
 
 #include "engine/log.hpp"
@@ -8,6 +10,7 @@ namespace payorch::runtime {
 
 Checkpointer::Checkpointer(store::Store& store) : store_(store) {
   thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "payorch-checkpt");  // top -H, perf, lifecycle_bench
     std::unique_lock lock(mu_);
     while (!stop_) {
       cv_.wait_for(lock, std::chrono::milliseconds(250));

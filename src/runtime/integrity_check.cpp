@@ -1,5 +1,7 @@
 #include "runtime/integrity_check.hpp"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <fstream>
 
@@ -41,6 +43,7 @@ store::Store OpenReadOnly(const std::string& path) {
 IntegrityCheck::IntegrityCheck(const std::string& path, Done on_done)
     : store_(OpenReadOnly(path)) {
   thread_ = std::thread([this, on_done = std::move(on_done)] {
+    pthread_setname_np(pthread_self(), "payorch-check");  // top -H, perf
     const auto start = std::chrono::steady_clock::now();
     std::optional<std::string> damage;
     try {
