@@ -162,7 +162,9 @@ TEST_F(DlqTest, ShowDecodesTheBodyAndMasksTheMsisdn) {
 // What a publisher wrote (id, routing key, headers) reaches the operator's terminal
 // without escape codes or forged lines; plain names stay as they are.
 TEST_F(DlqTest, ListAndShowPrintNoEscapeCodesFromThePublisher) {
-  const std::string id = "evil\x1b[2J-" + suffix_;
+  // No random suffix in the id: eight digits in a row of it would be masked as a
+  // phone number in what is shown (this test failed so, one run in about 17).
+  const std::string id = "evil\x1b[2J-id-abc";
   const std::string key = "order.\x1b]0;owned\x07\nforged: yes";
   DeadLetter("x", "text/plain", id, key, "unsupported_content_type");
   for (const std::vector<std::string>& args :
@@ -173,7 +175,7 @@ TEST_F(DlqTest, ListAndShowPrintNoEscapeCodesFromThePublisher) {
     EXPECT_EQ(r.out.find('\x07'), std::string::npos) << r.out;
     EXPECT_THAT(r.out, Not(HasSubstr("\nforged"))) << r.out;
     EXPECT_THAT(r.out, HasSubstr("order. ]0;owned  forged: yes")) << r.out;
-    EXPECT_THAT(r.out, HasSubstr("evil [2J-" + suffix_)) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("evil [2J-id-abc")) << r.out;
   }
   // The replay itself keeps the raw names: JSON shows them exactly.
   Result json_out = Ctl({"dlq", "show", id, "-o", "json"});
