@@ -31,6 +31,18 @@ std::string Url(const std::string& order_id) {
   return Url(order_id, CallbackToken(kSecret, order_id));
 }
 
+// HMAC-SHA256 as RFC 4231 (test case 2) and Python's hmac give it, base64url without
+// padding; also after the key changed in between (the context is kept per secret).
+TEST(CallbackTokenTest, IsHmacSha256OfTheOrderIdInBase64Url) {
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(CallbackToken("Jefe", "what do ya want for nothing?"),
+              "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM");
+    EXPECT_EQ(CallbackToken("Jefe", ""), "kjWYym1krypdunnc0CGooP5cX1V1Ga2q8K1TLUUG3TA");
+    EXPECT_EQ(CallbackToken("k2", "order-1"), "TbTy6_KFhmyxhm_c9RMFd_ufTiGfj2ivT6e0t3lXK8A");
+    EXPECT_EQ(CallbackToken("", ""), "thNnmggU2ex3L5XXeMNfxf8Wl8STcVZTxscSFEKSxa0");
+  }
+}
+
 class CallbackTest : public ::testing::Test {
  protected:
   Response Call(const Request& r) {
