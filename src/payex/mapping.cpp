@@ -92,14 +92,26 @@ int64_t GetInt64(const json::object& o, std::string_view key) {
   return AsInt64(*v).value_or(0);
 }
 
-std::optional<json::value> ParseJson(std::string_view body, std::string& error) {
+// Room for a parsed PayEx answer (a few KiB) and the parser's own stack without a
+// heap allocation per value: the mapping reads what it needs and drops the whole,
+// so a monotonic arena on the caller's stack serves (it takes the heap only beyond).
+struct JsonArena {
+  unsigned char values[8192];
+  unsigned char parser[2048];
+  json::monotonic_resource resource{values, sizeof values};
+};
+
+std::optional<json::value> ParseJson(std::string_view body, std::string& error,
+                                     JsonArena& arena) {
   boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
+  json::parser p(json::storage_ptr(), json::parse_options(), arena.parser, sizeof arena.parser);
+  p.reset(json::storage_ptr(&arena.resource));
+  p.write(body.data(), body.size(), ec);
   if (ec) {
     error = "invalid JSON: " + ec.message();
     return std::nullopt;
   }
-  return v;
+  return p.release();
 }
 
 // What PayEx says of a failure reaches logs, events and the store: masked and
@@ -301,7 +313,8 @@ TxType ParseTxType(std::string_view s) {
 
 Parsed<PaymentResource> ParsePaymentResource(std::string_view body) {
   Parsed<PaymentResource> r;
-  auto v = ParseJson(body, r.error);
+  JsonArena arena;
+  auto v = ParseJson(body, r.error, arena);
   if (!v) return r;
   const json::object* root = v->if_object();
   if (!root) {
@@ -337,7 +350,8 @@ Parsed<PaymentResource> ParsePaymentResource(std::string_view body) {
 
 Parsed<Transaction> ParseTransactionResource(std::string_view body) {
   Parsed<Transaction> r;
-  auto v = ParseJson(body, r.error);
+  JsonArena arena;
+  auto v = ParseJson(body, r.error, arena);
   if (!v) return r;
   const json::object* root = v->if_object();
   if (!root) {
@@ -361,7 +375,8 @@ Parsed<Transaction> ParseTransactionResource(std::string_view body) {
 
 Parsed<std::vector<Transaction>> ParseTransactionList(std::string_view body) {
   Parsed<std::vector<Transaction>> r;
-  auto v = ParseJson(body, r.error);
+  JsonArena arena;
+  auto v = ParseJson(body, r.error, arena);
   if (!v) return r;
   const json::object* root = v->if_object();
   if (!root) {
@@ -381,7 +396,8 @@ Parsed<std::vector<Transaction>> ParseTransactionList(std::string_view body) {
 
 Parsed<Problem> ParseProblem(std::string_view body) {
   Parsed<Problem> r;
-  auto v = ParseJson(body, r.error);
+  JsonArena arena;
+  auto v = ParseJson(body, r.error, arena);
   if (!v) return r;
   const json::object* root = v->if_object();
   if (!root) {
