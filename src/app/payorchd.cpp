@@ -11,7 +11,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -206,10 +205,9 @@ int Run(const Args& args) {
   http::CallbackOptions cb;
   cb.path_prefix = CallbackPrefix(cfg.http.callback_base_url);
   cb.secret = cfg.callback_secret;
+  auto log_http = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
   // A line per request at debug level; not even built otherwise.
-  std::function<void(std::string_view)> log_http;
-  if (engine::LogEnabled(Level::kDebug))
-    log_http = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
+  const bool log_requests = engine::LogEnabled(Level::kDebug);
 
   http::ServerOptions public_options;
   public_options.address = cfg.http.listen_address;
@@ -220,6 +218,7 @@ int Run(const Args& args) {
   public_options.max_connections = cfg.http.max_connections;
   public_options.name = "public";
   public_options.log = log_http;
+  public_options.log_requests = log_requests;
   http::Server public_server(
       io.get_executor(), public_options, [&](http::Request req, http::Reply reply) {
         const bool fixed = req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics";
@@ -264,6 +263,7 @@ int Run(const Args& args) {
   admin_options.port = cfg.admin.port;
   admin_options.name = "admin";
   admin_options.log = log_http;
+  admin_options.log_requests = log_requests;
   http::Server admin_server(
       io.get_executor(), admin_options, [&](http::Request req, http::Reply reply) {
         const std::string prefix = "/admin/payments/";

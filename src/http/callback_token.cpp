@@ -39,6 +39,8 @@ std::string Base64Url(const unsigned char* data, std::size_t size) {
 // An HMAC-SHA256 context keyed once per thread and secret, initialised again for
 // each token: OpenSSL 3's one-shot HMAC() looks the algorithms up on every call,
 // which cost more than the MAC itself (about 4% of payorchd's engine thread).
+// It keeps a copy of the secret (to notice another one) for the thread's life,
+// cleansed when replaced; the process holds the secret in its configuration anyway.
 class KeyedHmac {
  public:
   ~KeyedHmac() { Reset(); }
@@ -64,7 +66,7 @@ class KeyedHmac {
     ctx_ = EVP_MAC_CTX_new(mac_);
     if (!ctx_) return false;
     char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                            OSSL_PARAM_construct_end()};
     // A non-null key pointer even for an empty key.
     static const unsigned char kEmpty = 0;

@@ -514,7 +514,7 @@ asio::awaitable<void> ServerCore::Session(std::shared_ptr<ServerCore> self,
     conn->state = State::kWriting;
     stream.expires_after(read_timeout);
     auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
-    if (options_.log)
+    if (options_.log_requests)
       Log(Event("http.request") + " method=" + method + " path=" + path +
           " status=" + std::to_string(response.status) + " ms=" + Millis(Clock::now() - started) +
           " remote=" + LogValue(conn->remote) + (reason.empty() ? "" : " reason=" + reason));

@@ -38,6 +38,8 @@ struct ServerOptions {
   std::string name = "http";           // server=<name> in log lines
   // One structured line per event; never carries a query string. Empty: stderr.
   std::function<void(std::string_view line)> log;
+  // One line per request answered (http.request); off, the line is not even built.
+  bool log_requests = true;
 };
 
 namespace detail {

@@ -124,6 +124,24 @@ TEST_F(ServerTest, RoundTripDecodesTheRequestAndKeepsTheConnectionAlive) {
       << logs_.Joined();
 }
 
+// payorchd turns the line per request off below debug level: the request is answered
+// and counted, the server's other events still reach the log.
+TEST_F(ServerTest, RequestLinesCanBeTurnedOffAndOtherEventsStillLog) {
+  ServerOptions options;
+  options.log_requests = false;
+  uint16_t port = Start(Echo, options);
+  Client c(port);
+  ASSERT_TRUE(c.Send(MakeRequest("GET", "/quiet", "", {"Connection: close"})));
+  RawResponse r = c.Read();
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_TRUE(c.WaitClosed(5s));
+  EXPECT_EQ(Stats().requests, 1u);
+  Shutdown();
+  EXPECT_FALSE(logs_.Contains("event=http.request")) << logs_.Joined();
+  EXPECT_TRUE(logs_.Contains("event=http.listening")) << logs_.Joined();
+  EXPECT_TRUE(logs_.Contains("event=http.stop")) << logs_.Joined();
+}
+
 TEST_F(ServerTest, Http10ClientWithoutKeepAliveGetsConnectionClose) {
   uint16_t port = Start(Echo);
   Client c(port);
