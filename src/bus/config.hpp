@@ -32,7 +32,24 @@ struct Topology {
   // keeps a message in the orders queue until the dead-letter queue has confirmed it,
   // so dead-lettering by delivery limit loses nothing either.
   bool at_least_once_dead_lettering = true;
+
+  // Partitions (issue 13). One, the default: the orders queue is consumed directly.
+  // More: the orders queue gets a single active consumer (payorchd's router), which
+  // moves every order event, routing key and properties unchanged, to the queue of its
+  // order's partition (domain::PartitionOf) through `partitions_exchange`, a headers
+  // exchange matching kPartitionHeader. Each partition queue is quorum, dead-letters as
+  // the orders queue does, and has a single active consumer: the instance that holds
+  // the partition's store.
+  uint32_t partitions = 1;
+  std::string partitions_exchange = "payorch.orders.partitions";
 };
+
+// The header the router sets to the partition's number ("0", "1", ...). Not "x-...":
+// a headers exchange ignores headers starting with x- when it matches.
+inline constexpr const char* kPartitionHeader = "payorch-partition";
+
+// The queue of partition `p`: "<orders_queue>.p<p>" (payorch.orders.p0, ...).
+std::string PartitionQueue(const Topology& topology, uint32_t p);
 
 struct BusConfig {
   // amqp://user:password@host:port/vhost (vhost "/" is written as an empty path or %2f).

@@ -5,6 +5,7 @@
 #include "bus/amqp_link.hpp"
 #include "bus/config.hpp"
 #include "codec/codec.hpp"
+#include "domain/partition.hpp"
 
 namespace payorch::bus {
 
@@ -189,6 +190,10 @@ std::optional<std::string> Unpublishable(const Message& m, size_t max_body_bytes
   return std::nullopt;
 }
 
+std::string PartitionQueue(const Topology& topology, uint32_t p) {
+  return topology.orders_queue + ".p" + std::to_string(p);
+}
+
 std::optional<std::string> BusConfig::Validate() const {
   try {
     detail::ParseUrl(url);
@@ -210,6 +215,17 @@ std::optional<std::string> BusConfig::Validate() const {
   if (t.orders_exchange == t.dead_letter_exchange)
     return "orders_exchange and dead_letter_exchange must differ";
   if (t.delivery_limit < 1) return "delivery_limit must be at least 1";
+  if (t.partitions < 1 || t.partitions > domain::kMaxPartitions)
+    return "partitions must be between 1 and " + std::to_string(domain::kMaxPartitions);
+  if (t.partitions > 1) {
+    if (t.partitions_exchange.empty()) return "partitions_exchange must not be empty";
+    if (PartitionQueue(t, t.partitions - 1).size() > 255)
+      return "orders_queue is too long to name the partition queues (255 bytes)";
+    for (const std::string* name : {&t.orders_exchange, &t.dead_letter_exchange,
+                                    &t.payments_exchange})
+      if (*name == t.partitions_exchange)
+        return "partitions_exchange must differ from the other exchanges";
+  }
   if (prefetch == 0) return "prefetch must be at least 1 (0 would mean unbounded)";
   if (max_in_flight == 0) return "max_in_flight must be at least 1";
   if (confirm_timeout.count() <= 0) return "confirm_timeout must be positive";

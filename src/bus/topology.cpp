@@ -41,15 +41,16 @@ std::string Describe(const Table& args) {
   throw BusError("declaring " + kind + " '" + name + "': " + e.what(), e.reply_code());
 }
 
-void DeclareExchange(Connection& c, amqp_channel_t ch, const std::string& name) {
+void DeclareExchange(Connection& c, amqp_channel_t ch, const std::string& name,
+                     const char* type = "topic") {
   try {
-    amqp_exchange_declare(c.get(), ch, Bytes(name), amqp_cstring_bytes("topic"),
+    amqp_exchange_declare(c.get(), ch, Bytes(name), amqp_cstring_bytes(type),
                           /*passive=*/0, /*durable=*/1, /*auto_delete=*/0, /*internal=*/0,
                           amqp_empty_table);
     c.Check("exchange.declare " + name);
   } catch (const AmqpError& e) {
     if (!e.channel_level()) throw BusError(e.what(), e.reply_code());
-    Explain(e, "exchange", name, "a durable topic exchange");
+    Explain(e, "exchange", name, std::string("a durable ") + type + " exchange");
   }
 }
 
@@ -67,9 +68,10 @@ void DeclareQueue(Connection& c, amqp_channel_t ch, const std::string& name, con
 }
 
 void Bind(Connection& c, amqp_channel_t ch, const std::string& queue, const std::string& exchange,
-          const std::string& key) {
+          const std::string& key, const Table& args = {}) {
   try {
-    amqp_queue_bind(c.get(), ch, Bytes(queue), Bytes(exchange), Bytes(key), amqp_empty_table);
+    AmqpValues values;
+    amqp_queue_bind(c.get(), ch, Bytes(queue), Bytes(exchange), Bytes(key), values.MakeTable(args));
     c.Check("queue.bind " + queue + " to " + exchange + " with " + key);
   } catch (const AmqpError& e) {
     throw BusError(e.what(), e.reply_code());
@@ -87,6 +89,14 @@ Table OrdersQueueArguments(const Topology& t) {
     args["x-dead-letter-strategy"] = FieldValue::String("at-least-once");
     args["x-overflow"] = FieldValue::String("reject-publish");
   }
+  // Partitioned, one router at a time takes the orders queue: it forwards in order.
+  if (t.partitions > 1) args["x-single-active-consumer"] = FieldValue::Bool(true);
+  return args;
+}
+
+Table PartitionQueueArguments(const Topology& t) {
+  Table args = OrdersQueueArguments(t);
+  args["x-single-active-consumer"] = FieldValue::Bool(true);
   return args;
 }
 
@@ -100,6 +110,19 @@ void DeclareTopology(Connection& c, const Topology& t, uint16_t ch) {
   Table args = OrdersQueueArguments(t);
   DeclareQueue(c, ch, t.orders_queue, args, "a durable queue with " + Describe(args));
   Bind(c, ch, t.orders_queue, t.orders_exchange, t.orders_binding);
+  if (t.partitions > 1) {
+    DeclareExchange(c, ch, t.partitions_exchange, "headers");
+    const Table pargs = PartitionQueueArguments(t);
+    const std::string wanted = "a durable queue with " + Describe(pargs);
+    for (uint32_t p = 0; p < t.partitions; ++p) {
+      const std::string queue = PartitionQueue(t, p);
+      DeclareQueue(c, ch, queue, pargs, wanted);
+      Table match;
+      match["x-match"] = FieldValue::String("all");
+      match[kPartitionHeader] = FieldValue::String(std::to_string(p));
+      Bind(c, ch, queue, t.partitions_exchange, "", match);
+    }
+  }
   amqp_channel_close(c.get(), ch, AMQP_REPLY_SUCCESS);
   c.Check("closing the topology channel");
 }
@@ -176,6 +199,10 @@ void Admin::DeleteTopology(const Topology& t) {
   for (const auto* q : {&t.orders_queue, &t.dead_letter_queue}) DeleteQueue(*q);
   for (const auto* x : {&t.orders_exchange, &t.dead_letter_exchange, &t.payments_exchange})
     DeleteExchange(*x);
+  if (t.partitions > 1) {
+    for (uint32_t p = 0; p < t.partitions; ++p) DeleteQueue(PartitionQueue(t, p));
+    DeleteExchange(t.partitions_exchange);
+  }
 }
 
 void Admin::DeclareQueue(const std::string& queue, bool durable, const Table& arguments) {

@@ -41,10 +41,15 @@ class TopologyError : public BusError {
 
 // The arguments payorch declares the orders queue with (x-queue-type quorum,
 // x-dead-letter-exchange, x-delivery-limit, and the at-least-once strategy).
+// Partitioned (topology.partitions > 1), also x-single-active-consumer.
 Table OrdersQueueArguments(const Topology& topology);
+// A partition queue's: the orders queue's, with x-single-active-consumer.
+Table PartitionQueueArguments(const Topology& topology);
 
 // Declares everything of `topology`: the three exchanges, the orders queue with its
-// binding, the dead-letter queue bound to the DLX with "#". Idempotent.
+// binding, the dead-letter queue bound to the DLX with "#"; partitioned, also the
+// partitions exchange (headers) and each partition's queue bound to it by
+// kPartitionHeader. Idempotent.
 // Throws TopologyError (PRECONDITION_FAILED, explained) or BusError.
 void DeclareTopology(detail::Connection& connection, const Topology& topology,
                      uint16_t channel = 1);

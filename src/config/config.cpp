@@ -325,6 +325,13 @@ void Validate(const std::string& path, Config& c) {
     throw ConfigError(path, setting, *bad);
   }
 
+  // A store per partition: the path must say where each one lives.
+  if (b.topology.partitions > 1)
+    need(c.store.path.find("{partition}") != std::string::npos, "store.path",
+         "must contain {partition} when bus.topology.partitions is " +
+             std::to_string(b.topology.partitions) +
+             " (each partition has its own store, e.g. /var/lib/payorch/p{partition}/payorch.db)");
+
   payex::ClientOptions& x = c.payex;
   std::string scheme = CheckHttpUrl(x.base_url);  // checked when set; the scheme here
   need(scheme == "https" || x.allow_plain_http, "payex.base_url",

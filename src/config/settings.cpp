@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "domain/partition.hpp"
+
 namespace payorch::config::detail {
 
 const std::vector<Setting>& Settings() {
@@ -58,6 +60,9 @@ const std::vector<Setting>& Settings() {
     s.push_back(Int(t, "delivery_limit", FIELD(bus.topology.delivery_limit), 1));
     s.push_back(
         Bool(t, "at_least_once_dead_lettering", FIELD(bus.topology.at_least_once_dead_lettering)));
+    s.push_back(Int(t, "partitions", FIELD(bus.topology.partitions), 1, domain::kMaxPartitions));
+    s.push_back(
+        Str(t, "partitions_exchange", FIELD(bus.topology.partitions_exchange), SR::kName));
 
     const std::string x = "payex";
     s.push_back(Str(x, "base_url", FIELD(payex.base_url), SR::kHttpUrl));

@@ -54,6 +54,63 @@ TEST_F(BusTest, DeclaresTheContractTopologyIdempotently) {
   EXPECT_EQ(admin_->QueueDepth(t.dead_letter_queue), 1u);
 }
 
+// Partitioned (issue 13): a headers exchange routes by kPartitionHeader to the
+// partition's queue; the orders queue and every partition queue have a single
+// active consumer.
+TEST_F(BusTest, DeclaresThePartitionedTopology) {
+  Topology& t = config_.topology;
+  t.partitions = 3;
+  t.partitions_exchange = "test.orders.partitions." + suffix_;
+  ASSERT_NO_THROW(DeclareTopology(config_));
+  ASSERT_NO_THROW(DeclareTopology(config_));
+  for (uint32_t p = 0; p < 3; ++p) EXPECT_EQ(admin_->QueueDepth(PartitionQueue(t, p)), 0u);
+  EXPECT_EQ(PartitionQueue(t, 2), t.orders_queue + ".p2");
+  // Exactly the arguments declared: a single active consumer on each.
+  EXPECT_TRUE(PartitionQueueArguments(t).count("x-single-active-consumer"));
+  EXPECT_TRUE(OrdersQueueArguments(t).count("x-single-active-consumer"));
+  EXPECT_NO_THROW(admin_->DeclareQueue(t.orders_queue, true, OrdersQueueArguments(t)));
+  EXPECT_NO_THROW(admin_->DeclareQueue(PartitionQueue(t, 1), true, PartitionQueueArguments(t)));
+  Table without_sac = OrdersQueueArguments(t);
+  without_sac.erase("x-single-active-consumer");
+  EXPECT_THROW(admin_->DeclareQueue(PartitionQueue(t, 1), true, without_sac), BusError);
+
+  Publisher publisher(config_);
+  publisher.Start();
+  auto publish = [&](const std::string& partition, const std::string& key) {
+    Message m;
+    m.exchange = t.partitions_exchange;
+    m.routing_key = key;
+    m.body = "x";
+    m.mandatory = true;
+    if (!partition.empty()) m.properties.headers[kPartitionHeader] = FieldValue::String(partition);
+    return publisher.Publish(std::move(m)).get().status;
+  };
+  EXPECT_EQ(publish("1", "order.shipped"), PublishStatus::kConfirmed);
+  EXPECT_EQ(publish("2", "order.cancelled"), PublishStatus::kConfirmed);
+  EXPECT_EQ(publish("3", "order.shipped"), PublishStatus::kReturned);  // no such partition
+  EXPECT_EQ(publish("", "order.shipped"), PublishStatus::kReturned);   // no header
+  // (basic.get is refused on a quorum queue with a single active consumer.)
+  EXPECT_EQ(admin_->QueueDepth(PartitionQueue(t, 0)), 0u);
+  EXPECT_EQ(admin_->QueueDepth(PartitionQueue(t, 1)), 1u);
+  EXPECT_EQ(admin_->QueueDepth(PartitionQueue(t, 2)), 1u);
+}
+
+// A deployment is partitioned from the start: an orders queue declared without
+// partitions (no single active consumer) is refused, not changed under a running
+// consumer.
+TEST_F(BusTest, RefusesToPartitionAnUnpartitionedOrdersQueue) {
+  ASSERT_NO_THROW(DeclareTopology(config_));
+  config_.topology.partitions = 2;
+  config_.topology.partitions_exchange = "test.orders.partitions." + suffix_;
+  try {
+    DeclareTopology(config_);
+    FAIL() << "expected TopologyError";
+  } catch (const TopologyError& e) {
+    EXPECT_NE(std::string(e.what()).find("x-single-active-consumer"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(BusTest, RefusesAnExistingClassicOrdersQueue) {
   admin_->DeclareQueue(config_.topology.orders_queue, true, {});  // classic, no DLX
   try {

@@ -116,6 +116,18 @@ TEST(Config, DurationsParse) {
   EXPECT_EQ(FormatDuration(milliseconds(500)), "500ms");
 }
 
+// Partitions (issue 13): a count within bounds, and a store per partition.
+TEST(Config, PartitionsNeedAStorePathPerPartition) {
+  ExpectError("[bus.topology]\npartitions = 0\n", "bus.topology.partitions", {"between 1 and 1024"});
+  ExpectError("[bus.topology]\npartitions = 1025\n", "bus.topology.partitions", {"1024"});
+  ExpectError("[bus.topology]\npartitions = 4\n[store]\npath = \"var/payorch.db\"\n",
+              "store.path", {"{partition}", "4"});
+  TempFile ok("[bus.topology]\npartitions = 4\n[store]\npath = \"var/p{partition}/payorch.db\"\n");
+  Config c = LoadConfig(ok.path(), {}, GoodEnv());
+  EXPECT_EQ(c.bus.topology.partitions, 4u);
+  EXPECT_EQ(c.bus.topology.partitions_exchange, "payorch.orders.partitions");
+}
+
 TEST(Config, UnknownKeyIsNamed) {
   ExpectError("[payments]\nfrobnicate = 1\n", "payments.frobnicate", {"unknown setting"});
 }
