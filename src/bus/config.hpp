@@ -60,6 +60,12 @@ struct BusConfig {
   // the engine's work in flight and the memory of a burst.
   uint16_t prefetch = 256;
   std::string consumer_tag = "payorchd";
+  // The queue the consumer takes: empty means topology.orders_queue; a partition's
+  // engine takes PartitionQueue(topology, p).
+  std::string consume_queue;
+  const std::string& ConsumeQueue() const {
+    return consume_queue.empty() ? topology.orders_queue : consume_queue;
+  }
 
   // Publisher: publishes sent and not yet confirmed. Beyond it, submissions wait in
   // the publisher's queue.

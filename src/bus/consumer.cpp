@@ -173,7 +173,7 @@ class Consumer::Impl {
         Setup(connection);
         uint64_t generation = ++generation_;
         status_.Connected(generation);
-        detail::Log("bus.consumer.connected", "queue=" + config_.topology.orders_queue +
+        detail::Log("bus.consumer.connected", "queue=" + config_.ConsumeQueue() +
                                                   " generation=" + std::to_string(generation));
         backoff.Reset();
         Session(connection, generation);
@@ -197,10 +197,10 @@ class Consumer::Impl {
     c.OpenChannel(kDeadChannel);
     amqp_confirm_select(c.get(), kDeadChannel);
     c.Check("confirm.select");
-    amqp_basic_consume(c.get(), kConsumeChannel, Bytes(config_.topology.orders_queue),
+    amqp_basic_consume(c.get(), kConsumeChannel, Bytes(config_.ConsumeQueue()),
                        Bytes(config_.consumer_tag), /*no_local=*/0, /*no_ack=*/0,
                        /*exclusive=*/0, amqp_empty_table);
-    c.Check("basic.consume on " + config_.topology.orders_queue);
+    c.Check("basic.consume on " + config_.ConsumeQueue());
   }
 
   // Per-connection state dies with the connection: the broker requeues whatever
@@ -307,7 +307,7 @@ class Consumer::Impl {
       case AMQP_BASIC_CANCEL_METHOD:
         // The broker cancelled us: the queue was deleted, or its leader moved.
         throw AmqpError("the broker cancelled the consumer (queue " +
-                        config_.topology.orders_queue + " deleted or unavailable)");
+                        config_.ConsumeQueue() + " deleted or unavailable)");
       default: break;
     }
   }
@@ -337,6 +337,8 @@ class Consumer::Impl {
     d.routing_key = std::move(routing_key);
     d.message_id = properties.message_id.value_or("");
     d.headers = std::move(properties.headers);
+    properties.headers.clear();
+    d.properties = std::move(properties);
     d.redelivered = redelivered;
     d.delivery_tag = tag;
     d.generation = generation;

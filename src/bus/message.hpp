@@ -103,6 +103,8 @@ struct Delivery {
   std::string routing_key;
   std::string message_id;  // "" when absent
   Table headers;           // incl. x-death and x-delivery-count when the broker set them
+  // Every property as received except the headers (above): what a router forwards.
+  Properties properties;
   bool redelivered = false;
   // Pass both back to Consumer::Ack. A delivery tag means something only on the
   // connection that delivered it; the generation names that connection.
