@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -95,7 +96,27 @@ std::string RedactUrl(const std::string& url) {
 // --- Connection ------------------------------------------------------------
 
 Connection::Connection(const BusConfig& config, const std::string& name) {
-  UrlParts url = ParseUrl(config.url);
+  // The nodes of a cluster in turn: each new connection starts at the next one (the
+  // links of a process spread over the nodes), and a node that cannot be reached is
+  // passed over for the one after it.
+  static std::atomic<size_t> next{0};
+  const std::vector<std::string> urls = BrokerUrls(config.url);
+  if (urls.empty()) throw AmqpError("no broker URL");
+  const size_t first = next.fetch_add(1);
+  std::string errors;
+  for (size_t i = 0; i < urls.size(); ++i) {
+    try {
+      Open(config, ParseUrl(urls[(first + i) % urls.size()]), name);
+      return;
+    } catch (const AmqpError& e) {
+      if (urls.size() == 1) throw;
+      errors += std::string(errors.empty() ? "" : "; ") + e.what();
+    }
+  }
+  throw AmqpError("no broker of " + std::to_string(urls.size()) + " reachable: " + errors);
+}
+
+void Connection::Open(const BusConfig& config, const UrlParts& url, const std::string& name) {
   std::string where = url.host + ":" + std::to_string(url.port);
   conn_ = amqp_new_connection();
   if (!conn_) throw AmqpError("out of memory creating an AMQP connection");

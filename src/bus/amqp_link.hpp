@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "bus/config.hpp"
 #include "bus/message.hpp"
@@ -59,7 +60,8 @@ inline std::string ToString(amqp_bytes_t b) {
 
 class Connection {
  public:
-  // Connects and logs in; throws AmqpError. `name` shows in the broker's connection list.
+  // Connects and logs in, to the first node of config.url that answers (trying each
+  // once); throws AmqpError. `name` shows in the broker's connection list.
   Connection(const BusConfig& config, const std::string& name);
   ~Connection();
   Connection(const Connection&) = delete;
@@ -89,6 +91,7 @@ class Connection {
   void MarkBroken() { broken_ = true; }
 
  private:
+  void Open(const BusConfig& config, const UrlParts& url, const std::string& name);
   [[noreturn]] void ThrowServerClose(const amqp_method_t& method, const std::string& context);
 
   amqp_connection_state_t conn_ = nullptr;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace payorch::bus {
 
@@ -51,8 +52,14 @@ inline constexpr const char* kPartitionHeader = "payorch-partition";
 // The queue of partition `p`: "<orders_queue>.p<p>" (payorch.orders.p0, ...).
 std::string PartitionQueue(const Topology& topology, uint32_t p);
 
+// The URLs of BusConfig::url: one, or the nodes of a cluster separated by commas or
+// spaces.
+std::vector<std::string> BrokerUrls(const std::string& urls);
+
 struct BusConfig {
-  // amqp://user:password@host:port/vhost (vhost "/" is written as an empty path or %2f).
+  // amqp://user:password@host:port/vhost (vhost "/" is written as an empty path or %2f);
+  // for a cluster, its nodes' URLs separated by commas: each connection takes the
+  // first that answers, starting one further each time.
   std::string url = "amqp://guest:guest@127.0.0.1:5672/";
   Topology topology;
 

@@ -190,15 +190,31 @@ std::optional<std::string> Unpublishable(const Message& m, size_t max_body_bytes
   return std::nullopt;
 }
 
+std::vector<std::string> BrokerUrls(const std::string& urls) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < urls.size()) {
+    size_t end = urls.find_first_of(", \t\n", i);
+    if (end == std::string::npos) end = urls.size();
+    if (end > i) out.push_back(urls.substr(i, end - i));
+    i = end + 1;
+  }
+  return out;
+}
+
 std::string PartitionQueue(const Topology& topology, uint32_t p) {
   return topology.orders_queue + ".p" + std::to_string(p);
 }
 
 std::optional<std::string> BusConfig::Validate() const {
-  try {
-    detail::ParseUrl(url);
-  } catch (const std::invalid_argument& e) {
-    return std::string("url: ") + e.what();
+  const auto urls = BrokerUrls(url);
+  if (urls.empty()) return std::string("url: no broker URL");
+  for (const std::string& u : urls) {
+    try {
+      detail::ParseUrl(u);
+    } catch (const std::invalid_argument& e) {
+      return std::string("url: ") + e.what();
+    }
   }
   const Topology& t = topology;
   for (const auto& [key, value] : {std::pair{"orders_exchange", &t.orders_exchange},

@@ -275,23 +275,29 @@ void TakeSecrets(const std::string& path, Config& c, const EnvLookup& env) {
 
   // A password written in bus.url would be a secret in the file; RabbitMQ's
   // well-known guest:guest of a local broker is the one exception.
-  if (auto in_url = UrlPassword(c.bus.url); in_url && *in_url != "guest")
-    throw ConfigError(path, "bus.url",
-                      "contains a password: write amqp://user@host/ and set " +
-                          std::string(kAmqpPasswordEnv) + " instead");
+  const std::vector<std::string> urls = bus::BrokerUrls(c.bus.url);
+  for (const std::string& url : urls)
+    if (auto in_url = UrlPassword(url); in_url && *in_url != "guest")
+      throw ConfigError(path, "bus.url",
+                        "contains a password: write amqp://user@host/ and set " +
+                            std::string(kAmqpPasswordEnv) + " instead");
   std::string password = get(kAmqpPasswordEnv);
   if (!password.empty()) {
-    const std::string& url = c.bus.url;
-    size_t start = url.find("://") + 3;
-    size_t end = url.find_first_of("/?#", start);
-    std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
-    size_t at = authority.rfind('@');
-    if (at == std::string::npos || at == 0)
-      throw ConfigError(path, "bus.url",
-                        std::string(kAmqpPasswordEnv) +
-                            " is set but the URL names no user (amqp://user@host:port/vhost)");
-    std::string user = authority.substr(0, std::min(authority.find(':'), at));
-    c.bus.url = url.substr(0, start) + user + ":" + PctEncode(password) + url.substr(start + at);
+    std::string with;  // every node's URL with the password
+    for (const std::string& url : urls) {
+      size_t start = url.find("://") + 3;
+      size_t end = url.find_first_of("/?#", start);
+      std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
+      size_t at = authority.rfind('@');
+      if (at == std::string::npos || at == 0)
+        throw ConfigError(path, "bus.url",
+                          std::string(kAmqpPasswordEnv) +
+                              " is set but the URL names no user (amqp://user@host:port/vhost)");
+      std::string user = authority.substr(0, std::min(authority.find(':'), at));
+      with += (with.empty() ? "" : ",") + url.substr(0, start) + user + ":" + PctEncode(password) +
+              url.substr(start + at);
+    }
+    c.bus.url = with;
   }
 }
 

@@ -114,11 +114,15 @@ Setting Str(std::string section, std::string key, Get get, StrRule rule) {
                 [[fallthrough]];
               case StrRule::kHttpUrl: CheckHttpUrl(v); break;
               case StrRule::kCallbackUrl: CheckHttpUrl(v, true); break;
-              case StrRule::kAmqpUrl:
-                if (!v.starts_with("amqp://"))
-                  throw Bad{Quoted(MaskUrlPassword(v)) +
-                            " must be amqp://user@host:port/vhost (amqps is not supported)"};
+              case StrRule::kAmqpUrl: {  // one, or a cluster's nodes separated by commas
+                const auto urls = bus::BrokerUrls(v);
+                if (urls.empty()) throw Bad{"must not be empty"};
+                for (const std::string& u : urls)
+                  if (!u.starts_with("amqp://"))
+                    throw Bad{Quoted(MaskUrlPassword(u)) +
+                              " must be amqp://user@host:port/vhost (amqps is not supported)"};
                 break;
+              }
             }
             get(c) = std::move(v);
           },

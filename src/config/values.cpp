@@ -144,7 +144,14 @@ std::optional<std::string> UrlPassword(const std::string& url) {
   return authority.substr(colon + 1, at - colon - 1);
 }
 
-std::string MaskUrlPassword(const std::string& url) {
+std::string MaskUrlPassword(const std::string& urls) {
+  const auto list = bus::BrokerUrls(urls);
+  if (list.size() > 1) {  // a cluster's nodes, each masked
+    std::string out;
+    for (const std::string& url : list) out += (out.empty() ? "" : ",") + MaskUrlPassword(url);
+    return out;
+  }
+  const std::string& url = urls;
   auto password = UrlPassword(url);
   if (!password) return url;
   size_t scheme = url.find("://");

@@ -111,6 +111,27 @@ TEST_F(BusTest, RefusesToPartitionAnUnpartitionedOrdersQueue) {
   }
 }
 
+// A cluster's nodes in bus.url (issue 13): a node that does not answer is passed
+// over for the next. Each connection starts one node further, so of three in a row
+// at least one tries the dead node first.
+TEST_F(BusTest, ConnectsToTheNextNodeWhenOneIsDown) {
+  BusConfig c = config_;
+  c.url = "amqp://guest:guest@127.0.0.1:1/," + url_;  // port 1: nothing listens
+  ASSERT_FALSE(c.Validate().has_value()) << *c.Validate();
+  for (int i = 0; i < 3; ++i) {
+    Publisher publisher(c);
+    publisher.Start();
+    ASSERT_TRUE(WaitFor([&] { return publisher.Status().connected; })) << publisher.Status().last_error;
+    EXPECT_EQ(publisher.Status().connects, 1u);
+  }
+  c.url = "amqp://guest:guest@127.0.0.1:1/, amqp://guest:guest@127.0.0.1:2/";
+  Publisher none(c);
+  none.Start();
+  ASSERT_TRUE(WaitFor([&] { return !none.Status().last_error.empty(); }));
+  EXPECT_NE(none.Status().last_error.find("no broker of 2 reachable"), std::string::npos)
+      << none.Status().last_error;
+}
+
 TEST_F(BusTest, RefusesAnExistingClassicOrdersQueue) {
   admin_->DeclareQueue(config_.topology.orders_queue, true, {});  // classic, no DLX
   try {

@@ -242,6 +242,26 @@ TEST(Config, AmqpPasswordIsMergedIntoTheUrl) {
   EXPECT_EQ(c.bus.url, "amqp://payorch:amqp-pw-Zq9%2Fx%40y@broker:5672/prod");
 }
 
+// A cluster's nodes (issue 13): the password goes into each URL, and none shows.
+TEST(Config, AmqpPasswordIsMergedIntoEveryNodesUrl) {
+  TempFile file("[bus]\nurl = \"amqp://payorch@node1:5672/prod, amqp://payorch@node2:5672/prod\"\n");
+  Config c = LoadConfig(file.path(), {},
+                        Env({{"PAYORCH_PAYEX_TOKEN", kToken},
+                             {"PAYORCH_CALLBACK_SECRET", kCallbackSecret},
+                             {"PAYORCH_AMQP_PASSWORD", kAmqpPassword}}));
+  EXPECT_EQ(c.bus.url,
+            "amqp://payorch:amqp-pw-Zq9%2Fx%40y@node1:5672/prod,"
+            "amqp://payorch:amqp-pw-Zq9%2Fx%40y@node2:5672/prod");
+  std::string line = DescribeConfig(c);
+  EXPECT_EQ(line.find("amqp-pw"), std::string::npos) << line;
+  EXPECT_NE(line.find("amqp://payorch:***@node1:5672/prod,amqp://payorch:***@node2:5672/prod"),
+            std::string::npos)
+      << line;
+  ExpectError("[bus]\nurl = \"amqp://a@node1/, http://node2/\"\n", "bus.url", {"http://node2/"});
+  ExpectError("[bus]\nurl = \"amqp://a@node1/, amqp://a:secret@node2/\"\n", "bus.url",
+              {"contains a password"});
+}
+
 TEST(Config, DescribeConfigNeverShowsSecrets) {
   Config c = LoadConfig(kShipped, {},
                         Env({{"PAYORCH_PAYEX_TOKEN", kToken},
