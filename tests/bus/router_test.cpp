@@ -13,8 +13,7 @@
 #include "bus/consumer.hpp"
 #include "bus/publisher.hpp"
 #include "bus/topology.hpp"
-#include "bus_test_util.hpp"
-#include "domain/partition.hpp"
+#include "partitions_util.hpp"
 
 namespace payorch::bus::testing {
 namespace {
@@ -31,81 +30,23 @@ class RouterTest : public BusTest {
     config_.topology.partitions = kPartitions;
     config_.topology.partitions_exchange = "test.orders.partitions." + suffix_;
     ASSERT_NO_THROW(DeclareTopology(config_));
-    // What each partition's engine would take: a consumer per partition queue.
-    for (uint32_t p = 0; p < kPartitions; ++p) {
-      BusConfig c = config_;
-      c.consume_queue = PartitionQueue(config_.topology, p);
-      c.consumer_tag = "test-partition-" + std::to_string(p) + "-" + suffix_;
-      consumers_.push_back(std::make_unique<Consumer>(c, [this, p](Delivery d) {
-        std::lock_guard lock(mu_);
-        received_.push_back({p, d.event.order_id, d.event.event_id, d.routing_key});
-        consumers_[p]->Ack(d.generation, d.delivery_tag);
-      }));
-    }
-    for (auto& c : consumers_) c->Start();
+    sink_ = std::make_unique<PartitionSink>(config_, suffix_);
   }
 
   void TearDown() override {
-    for (auto& c : consumers_) c->Stop();
+    sink_.reset();
     BusTest::TearDown();
   }
 
-  struct Received {
-    uint32_t partition;
-    std::string order_id, event_id, routing_key;
-  };
-
-  std::vector<Received> Got() {
-    std::lock_guard lock(mu_);
-    return received_;
+  std::vector<Received> Got() { return sink_->Got(); }
+  Sent PublishOrders(int orders, int first, int n, Publisher& publisher) {
+    return testing::PublishOrders(config_, publisher, suffix_, orders, first, n);
+  }
+  size_t ExpectRoutedInOrder(const Sent& sent) {
+    return testing::ExpectRoutedInOrder(sent, Got(), kPartitions);
   }
 
-  // Events first..first+n-1 of each of `orders` orders, published in turns (o0 e0,
-  // o1 e0, ..., o0 e1, ...): per order, event ids in publish order.
-  std::map<std::string, std::vector<std::string>> PublishOrders(int orders, int first, int n,
-                                                               Publisher& publisher) {
-    std::map<std::string, std::vector<std::string>> sent;
-    for (int k = first; k < first + n; ++k) {
-      for (int o = 0; o < orders; ++o) {
-        domain::OrderEvent e = OrderSamples(suffix_)[k == 0 ? 0 : 2];  // purchase, then shipped
-        e.order_id = "order-" + std::to_string(o) + "-" + suffix_;
-        e.event_id = e.order_id + ":" + std::to_string(k);
-        sent[e.order_id].push_back(e.event_id);
-        EXPECT_EQ(publisher.Publish(OrderMessage(config_, e, false)).get().status,
-                  PublishStatus::kConfirmed);
-      }
-    }
-    return sent;
-  }
-
-  // Every event in its partition; per order, first arrivals in publish order;
-  // returns how many arrived more than once.
-  size_t ExpectRoutedInOrder(const std::map<std::string, std::vector<std::string>>& sent) {
-    std::map<std::string, std::vector<std::string>> first;
-    std::set<std::string> seen;
-    size_t copies = 0;
-    for (const Received& r : Got()) {
-      EXPECT_EQ(r.partition, domain::PartitionOf(r.order_id, kPartitions)) << r.order_id;
-      EXPECT_TRUE(r.routing_key.starts_with("order.")) << r.routing_key;
-      if (!seen.insert(r.event_id).second) {
-        ++copies;
-        continue;
-      }
-      first[r.order_id].push_back(r.event_id);
-    }
-    EXPECT_EQ(first, sent);
-    return copies;
-  }
-
-  size_t Total(const std::map<std::string, std::vector<std::string>>& sent) {
-    size_t n = 0;
-    for (const auto& [order, ids] : sent) n += ids.size();
-    return n;
-  }
-
-  std::mutex mu_;
-  std::vector<Received> received_;
-  std::vector<std::unique_ptr<Consumer>> consumers_;
+  std::unique_ptr<PartitionSink> sink_;
 };
 
 TEST_F(RouterTest, ForwardsEveryEventToItsPartitionInOrder) {
@@ -163,18 +104,14 @@ TEST_F(RouterTest, AStandbyRouterTakesOverInOrder) {
   EXPECT_EQ(standby->GetStats().forwarded, 0u);
 
   // More events while the active one stops, part-way through them.
-  std::map<std::string, std::vector<std::string>> later;
+  Sent later;
   std::thread more([&] { later = PublishOrders(20, 3, 10, publisher); });
   const size_t before = Got().size();
   ASSERT_TRUE(WaitFor([&] { return Got().size() >= before + 40; }));
   active->Stop();
   more.join();
   for (auto& [order, ids] : later) sent[order].insert(sent[order].end(), ids.begin(), ids.end());
-  auto distinct = [&] {
-    std::set<std::string> ids;
-    for (const Received& r : Got()) ids.insert(r.event_id);
-    return ids.size();
-  };
+  auto distinct = [&] { return sink_->Distinct(); };
   ASSERT_TRUE(WaitFor([&] { return distinct() >= Total(sent); })) << distinct();
   const size_t copies = ExpectRoutedInOrder(sent);
   EXPECT_GT(standby->GetStats().forwarded, 0u);
