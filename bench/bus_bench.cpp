@@ -5,7 +5,10 @@
 // adapter (bus::Publisher + bus::Consumer, decoding every event), as medians of a
 // few runs, and their ratio (goal: >= 80%). Figures only; asserts nothing.
 //   bus_bench [--messages N] [--runs R] [--window W] [--prefetch P] [--url amqp://...]
-//             [--only raw|adapter]
+//             [--only raw|adapter] [--router P]
+// --router P adds, per run, the partitioned path (issue 13): publish to the orders
+// queue, bus::Router forwards each event to one of P partition queues, a consumer per
+// partition acks; its rate counts events out of the partitions.
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
@@ -27,6 +30,7 @@
 
 #include "bus/consumer.hpp"
 #include "bus/publisher.hpp"
+#include "bus/router.hpp"
 #include "bus/topology.hpp"
 #include "codec/codec.hpp"
 
@@ -42,6 +46,7 @@ struct Options {
   int prefetch = 256;
   std::string url;
   std::string only;  // "raw" or "adapter": run one variant (for profiling)
+  int router = 0;    // partitions of the router measurement; 0: none
 };
 
 std::string DefaultUrl() {
@@ -247,6 +252,85 @@ double AdapterRun(const Options& o, const bus::BusConfig& base, const std::strin
   return o.messages / seconds;
 }
 
+// --- Through the router of a partitioned payorch ----------------------------------
+
+double RouterRun(const Options& o, const bus::BusConfig& base, int partitions) {
+  bus::BusConfig config = base;
+  config.max_in_flight = static_cast<size_t>(o.window);
+  config.prefetch = static_cast<uint16_t>(o.prefetch);
+  config.topology.partitions = static_cast<uint32_t>(partitions);
+  // A topology of its own (the orders queue gets a single active consumer), deleted
+  // at the end without touching the other measurements'.
+  for (std::string* name :
+       {&config.topology.orders_exchange, &config.topology.orders_queue,
+        &config.topology.dead_letter_exchange, &config.topology.dead_letter_queue,
+        &config.topology.payments_exchange})
+    *name += ".routed";
+  config.topology.partitions_exchange = config.topology.orders_exchange + ".partitions";
+  bus::DeclareTopology(config);
+  config.declare_topology = false;
+
+  // Bodies made first: 1,000 orders, so every partition gets its share.
+  std::vector<std::string> bodies;
+  for (int i = 0; i < o.messages; ++i) {
+    auto event = codec::DecodeOrderEvent(SampleBody(), "application/x-protobuf").Event();
+    event.order_id = "order-" + std::to_string(i % 1000);
+    event.event_id = "evt-" + std::to_string(i);
+    bodies.push_back(codec::EncodeOrderEvent(event));
+  }
+  std::atomic<int> outstanding{2 * o.messages};
+  std::promise<void> all_done;
+  auto count_one = [&] {
+    if (--outstanding == 0) all_done.set_value();
+  };
+  std::vector<std::unique_ptr<bus::Consumer>> sinks;
+  for (int p = 0; p < partitions; ++p) {
+    bus::BusConfig c = config;
+    c.consume_queue = bus::PartitionQueue(config.topology, static_cast<uint32_t>(p));
+    c.consumer_tag = "bench-partition-" + std::to_string(p);
+    sinks.push_back(std::make_unique<bus::Consumer>(c, [&, p](bus::Delivery d) {
+      sinks[static_cast<size_t>(p)]->Ack(d.generation, d.delivery_tag);
+      count_one();
+    }));
+  }
+  bus::Router router(config);
+  bus::Publisher publisher(config);
+  for (auto& s : sinks) s->Start();
+  router.Start();
+  publisher.Start();
+  auto connected = [&] {
+    for (auto& s : sinks)
+      if (!s->Status().connected) return false;
+    return router.ConsumerStatus().connected && router.PublisherStatus().connected &&
+           publisher.Status().connected;
+  };
+  while (!connected()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  std::atomic<int> failed{0};
+  auto start = Clock::now();
+  for (int i = 0; i < o.messages; ++i) {
+    bus::Message m;
+    m.exchange = config.topology.orders_exchange;
+    m.routing_key = "order.purchase_requested";
+    m.body = std::move(bodies[static_cast<size_t>(i)]);
+    m.properties.content_type = "application/x-protobuf";
+    m.properties.delivery_mode = 2;
+    m.properties.type = "payorch.v1.OrderEvent";
+    publisher.Publish(std::move(m), [&](bus::PublishResult r) {
+      if (!r.Ok()) failed++;
+      count_one();
+    });
+  }
+  all_done.get_future().wait();
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  router.Stop();
+  for (auto& s : sinks) s->Stop();
+  publisher.Stop();
+  bus::Admin(config, "bus_bench cleanup").DeleteTopology(config.topology);
+  if (failed) Die("router: " + std::to_string(failed.load()) + " publishes failed");
+  return o.messages / seconds;
+}
+
 // CPU seconds (user + system) used by this process so far: the client's cost, which
 // on a small machine is taken from the broker.
 double CpuSeconds() {
@@ -280,6 +364,8 @@ int main(int argc, char** argv) {
       o.url = argv[i + 1];
     else if (flag == "--only")
       o.only = argv[i + 1];
+    else if (flag == "--router")
+      o.router = std::atoi(argv[i + 1]);
     else
       Die("unknown flag " + flag);
   }
@@ -304,7 +390,7 @@ int main(int argc, char** argv) {
       "quorum queue, persistent\n",
       o.messages, body.size(), o.runs, o.window, o.prefetch);
 
-  std::vector<double> raw, adapter, raw_cpu, adapter_cpu;
+  std::vector<double> raw, adapter, raw_cpu, adapter_cpu, routed;
   for (int run = 0; run < o.runs; ++run) {
     // Alternating, so that a slow phase of the machine hits both alike.
     double c0 = CpuSeconds();
@@ -317,6 +403,11 @@ int main(int argc, char** argv) {
     std::printf(
         "  run %d: raw %.0f msg/s (%.1f us client CPU/msg), adapter %.0f msg/s (%.1f us/msg)\n",
         run + 1, raw.back(), raw_cpu.back(), adapter.back(), adapter_cpu.back());
+    if (o.router > 1) {
+      routed.push_back(RouterRun(o, config, o.router));
+      std::printf("  run %d: through the router to %d partitions %.0f msg/s\n", run + 1, o.router,
+                  routed.back());
+    }
   }
   double r = Median(raw), a = Median(adapter);
   std::printf("raw rabbitmq-c  (publish+confirm, consume+ack): %8.0f msg/s (median)\n", r);
@@ -325,6 +416,10 @@ int main(int argc, char** argv) {
       "adapter / raw: %.0f%% (goal >= 80%%); client CPU per message: raw %.1f us, adapter %.1f "
       "us\n",
       100.0 * a / r, Median(raw_cpu), Median(adapter_cpu));
+  if (!routed.empty())
+    std::printf("router to %d partitions (publish, route, consume+ack): %8.0f msg/s (median), "
+                "%.0f%% of raw\n",
+                o.router, Median(routed), 100.0 * Median(routed) / r);
 
   bus::Admin admin(config, "bus_bench cleanup");
   admin.DeleteTopology(config.topology);
