@@ -191,13 +191,27 @@ std::optional<std::string> Unpublishable(const Message& m, size_t max_body_bytes
 }
 
 std::vector<std::string> BrokerUrls(const std::string& urls) {
+  // A separator splits only before the next "amqp://" (or "amqps://"), so that a
+  // comma or space inside a user name or password stays where it is.
+  auto is_sep = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n'; };
+  auto starts_url = [&](size_t at) {
+    return urls.compare(at, 7, "amqp://") == 0 || urls.compare(at, 8, "amqps://") == 0;
+  };
   std::vector<std::string> out;
-  size_t i = 0;
-  while (i < urls.size()) {
-    size_t end = urls.find_first_of(", \t\n", i);
-    if (end == std::string::npos) end = urls.size();
-    if (end > i) out.push_back(urls.substr(i, end - i));
-    i = end + 1;
+  size_t begin = 0;
+  while (begin < urls.size() && is_sep(urls[begin])) ++begin;
+  for (size_t i = begin; i <= urls.size(); ++i) {
+    bool split = i == urls.size();
+    if (!split && is_sep(urls[i])) {
+      size_t next = i;
+      while (next < urls.size() && is_sep(urls[next])) ++next;
+      split = next == urls.size() || starts_url(next);
+    }
+    if (!split) continue;
+    size_t end = i;
+    if (end > begin) out.push_back(urls.substr(begin, end - begin));
+    while (i < urls.size() && is_sep(urls[i])) ++i;
+    begin = i;
   }
   return out;
 }

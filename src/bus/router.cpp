@@ -2,13 +2,17 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_set>
+#include <vector>
 
 #include "bus/amqp_link.hpp"
 #include "bus/consumer.hpp"
@@ -22,8 +26,7 @@ class Router::Impl {
   explicit Impl(BusConfig config)
       : config_(Checked(std::move(config))),
         publisher_(config_),
-        consumer_(ConsumerConfig(config_), [this](Delivery d) { OnDelivery(std::move(d)); }),
-        backoff_(config_.reconnect_min, config_.reconnect_max) {}
+        consumer_(ConsumerConfig(config_), [this](Delivery d) { OnDelivery(std::move(d)); }) {}
 
   ~Impl() { Stop(); }
 
@@ -31,9 +34,9 @@ class Router::Impl {
     std::lock_guard lock(mu_);
     if (started_ || stop_) return;
     started_ = true;
-    retry_thread_ = std::thread([this] {
+    sender_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "payorch-router");
-      RetryLoop();
+      SendLoop();
     });
     publisher_.Start();
     consumer_.Start();
@@ -47,7 +50,7 @@ class Router::Impl {
       stop_ = true;
     }
     cv_.notify_all();
-    if (retry_thread_.joinable()) retry_thread_.join();
+    if (sender_.joinable()) sender_.join();
     publisher_.Stop();
   }
 
@@ -63,14 +66,17 @@ class Router::Impl {
   }
 
  private:
+  using Steady = std::chrono::steady_clock;
   enum class State { kWaiting, kSent, kConfirmed };
   struct Item {
     uint64_t id;
+    std::string order_id;
     Message message;
     uint64_t generation;
     uint64_t tag;
     State state = State::kWaiting;
-    bool sent_before = false;
+    int failures = 0;
+    Steady::time_point not_before{};  // after a failure: when to try again
   };
 
   static BusConfig Checked(BusConfig c) {
@@ -86,7 +92,7 @@ class Router::Impl {
     return c;
   }
 
-  // Consumer thread.
+  // Consumer thread: queued for the sender thread.
   void OnDelivery(Delivery d) {
     Message m;
     m.exchange = config_.topology.partitions_exchange;
@@ -94,40 +100,46 @@ class Router::Impl {
     m.body = std::move(d.body);
     m.properties = std::move(d.properties);
     m.properties.headers = std::move(d.headers);
+    // The broker's own bookkeeping of the orders queue is not the partition queue's.
+    m.properties.headers.erase("x-delivery-count");
+    m.properties.headers.erase("x-death");
     m.properties.headers[kPartitionHeader] = FieldValue::String(
         std::to_string(domain::PartitionOf(d.event.order_id, config_.topology.partitions)));
     m.mandatory = true;  // a partition without its queue comes back, not lost
-    std::lock_guard send(send_mu_);
-    std::vector<std::pair<uint64_t, Message>> out;
     {
       std::lock_guard lock(mu_);
-      items_.push_back(Item{next_id_++, std::move(m), d.generation, d.delivery_tag});
-      // Nothing overtakes a copy waiting to be sent again.
-      if (!backing_off_) Take(out);
+      items_.push_back(Item{next_id_++, d.event.order_id, std::move(m), d.generation,
+                            d.delivery_tag});
+      dirty_ = true;
     }
-    Send(out);
+    cv_.notify_all();
   }
 
-  // Under mu_: the waiting items, in order, marked sent.
-  void Take(std::vector<std::pair<uint64_t, Message>>& out) {
+  // Under mu_: what may be sent now, marked sent. One copy of an order in flight at
+  // a time, so none of its events can overtake another, whatever the broker
+  // answers (a nack or a return for one and a confirm for the next included); other
+  // orders flow meanwhile. `wake`: the earliest retry still waiting.
+  std::vector<std::pair<uint64_t, Message>> Take(Steady::time_point now,
+                                                 Steady::time_point& wake) {
+    std::vector<std::pair<uint64_t, Message>> out;
+    std::unordered_set<std::string_view> busy;
     for (Item& item : items_) {
+      if (item.state == State::kConfirmed) continue;
+      if (!busy.insert(item.order_id).second) continue;  // an earlier one of its order
       if (item.state != State::kWaiting) continue;
+      if (item.not_before > now) {
+        wake = std::min(wake, item.not_before);
+        continue;
+      }
       item.state = State::kSent;
-      if (item.sent_before) ++resent_;
-      item.sent_before = true;
+      if (item.failures > 0) ++resent_;
       out.emplace_back(item.id, item.message);
     }
-  }
-
-  // Under send_mu_ only (a result may come back at once, taking mu_).
-  void Send(std::vector<std::pair<uint64_t, Message>>& out) {
-    for (auto& [id, message] : out)
-      publisher_.Publish(std::move(message), [this, id = id](PublishResult r) { OnResult(id, r); });
+    return out;
   }
 
   // Publisher thread (or the sender's, for a result known at once).
   void OnResult(uint64_t id, const PublishResult& r) {
-    bool retry = false;
     {
       std::lock_guard lock(mu_);
       if (items_.empty() || id < items_.front().id) return;
@@ -136,7 +148,6 @@ class Router::Impl {
         item.state = State::kConfirmed;
         consumer_.Ack(item.generation, item.tag);
         ++forwarded_;
-        backoff_.Reset();
       } else if (r.status == PublishStatus::kRefused) {
         // Never publishable as it is (the header made it too big): the broker
         // dead-letters the original, with x-death.
@@ -148,36 +159,40 @@ class Router::Impl {
         return;  // stopping: it stays unacked and goes back to the queue
       } else {
         item.state = State::kWaiting;
-        if (!backing_off_) {
-          backing_off_ = true;
-          retry = true;
-          detail::Log("bus.router.retrying", "status=" + std::string(PublishStatusName(r.status)) +
-                                                 " detail=" + detail::Quoted(r.detail));
-        }
+        ++item.failures;
+        // Capped exponential backoff per copy: a full partition does not hold up the others.
+        auto delay = config_.reconnect_min * (1 << std::min(item.failures - 1, 16));
+        item.not_before = Steady::now() + std::min(delay, config_.reconnect_max);
+        if (item.failures == 1 || item.failures % 10 == 0)
+          detail::Log("bus.router.retrying",
+                      "status=" + std::string(PublishStatusName(r.status)) +
+                          " failures=" + std::to_string(item.failures) +
+                          " detail=" + detail::Quoted(r.detail));
       }
       while (!items_.empty() && items_.front().state == State::kConfirmed) items_.pop_front();
+      dirty_ = true;
     }
-    if (retry) cv_.notify_all();
+    cv_.notify_all();
   }
 
-  void RetryLoop() {
+  // The sender thread: the only one that publishes, so copies go out in item order.
+  void SendLoop() {
     std::unique_lock lock(mu_);
+    Steady::time_point wake = Steady::time_point::max();
     while (!stop_) {
-      cv_.wait(lock, [&] { return stop_ || backing_off_; });
-      if (stop_) break;
-      cv_.wait_for(lock, backoff_.Next(), [&] { return stop_; });
-      if (stop_) break;
-      lock.unlock();
-      {
-        std::lock_guard send(send_mu_);
-        std::vector<std::pair<uint64_t, Message>> out;
-        {
-          std::lock_guard again(mu_);
-          backing_off_ = false;
-          Take(out);
-        }
-        Send(out);
+      if (wake == Steady::time_point::max()) {
+        cv_.wait(lock, [&] { return stop_ || dirty_; });
+      } else {
+        cv_.wait_until(lock, wake, [&] { return stop_ || dirty_; });
       }
+      if (stop_) break;
+      dirty_ = false;
+      wake = Steady::time_point::max();
+      auto out = Take(Steady::now(), wake);
+      lock.unlock();
+      for (auto& [id, message] : out)
+        publisher_.Publish(std::move(message),
+                           [this, id = id](PublishResult r) { OnResult(id, r); });
       lock.lock();
     }
   }
@@ -185,16 +200,14 @@ class Router::Impl {
   BusConfig config_;
   Publisher publisher_;
   Consumer consumer_;
-  std::mutex send_mu_;  // Publish calls in item order
-  std::mutex mu_;       // items_, backing_off_, stop_, backoff_
+  std::mutex mu_;  // items_, dirty_, stop_, started_
   std::condition_variable cv_;
   std::deque<Item> items_;  // unconfirmed deliveries, in delivery order
   uint64_t next_id_ = 0;
-  bool backing_off_ = false;
+  bool dirty_ = false;  // something to look at for the sender
   bool started_ = false;
   bool stop_ = false;
-  detail::Backoff backoff_;
-  std::thread retry_thread_;
+  std::thread sender_;
   std::atomic<uint64_t> forwarded_{0}, resent_{0}, refused_{0};
 };
 

@@ -5,14 +5,15 @@
 //
 // Order: the orders queue has a single active consumer, so one router in the whole
 // deployment works at a time (the others are standbys the broker switches to when
-// it goes); it forwards in delivery order on one channel, so a partition's queue
-// gets an order's events in the order they were published. A copy the broker does
-// not confirm is sent again, and nothing after it is sent before it: a failed copy
-// cannot be overtaken. A delivery is acked only when its copy is confirmed (at
+// it goes). It keeps one copy of an order in flight at a time (other orders flow
+// meanwhile), so whatever the broker answers (a nack or a return for one copy and a
+// confirm for the next), an order's events reach its partition's queue in the order
+// they were published. A copy the broker does not confirm is sent again, with a
+// capped backoff of its own. A delivery is acked only when its copy is confirmed (at
 // least once: a copy sent twice is dropped by the partition's inbox, by event id).
 // Undecodable messages are dead-lettered by the consumer, as everywhere.
 //
-// Threads: a consumer, a publisher and a retry thread of its own. Errors: the
+// Threads: a consumer, a publisher and a sender thread of its own. Errors: the
 // constructor throws std::invalid_argument for a bad configuration; after that it
 // never throws, reconnecting as the consumer and publisher do.
 #pragma once

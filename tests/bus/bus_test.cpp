@@ -111,6 +111,19 @@ TEST_F(BusTest, RefusesToPartitionAnUnpartitionedOrdersQueue) {
   }
 }
 
+// bus.url with a cluster's nodes: split only where the next URL starts, so a comma
+// or a space in a user name or password stays in it.
+TEST(BrokerUrlsTest, SplitOnlyBeforeTheNextUrl) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(BrokerUrls("amqp://a@h1/, amqp://b@h2/"), (V{"amqp://a@h1/", "amqp://b@h2/"}));
+  EXPECT_EQ(BrokerUrls("amqp://a@h1/,amqp://b@h2/,amqp://c@h3/"),
+            (V{"amqp://a@h1/", "amqp://b@h2/", "amqp://c@h3/"}));
+  EXPECT_EQ(BrokerUrls(" amqp://x@h/ "), (V{"amqp://x@h/"}));
+  EXPECT_EQ(BrokerUrls("amqp://u:p,w@h/"), (V{"amqp://u:p,w@h/"}));
+  EXPECT_EQ(BrokerUrls("amqp://u:p w@h/,amqp://v@h2/"), (V{"amqp://u:p w@h/", "amqp://v@h2/"}));
+  EXPECT_EQ(BrokerUrls(""), V{});
+}
+
 // A cluster's nodes in bus.url (issue 13): a node that does not answer is passed
 // over for the next. Each connection starts one node further, so of three in a row
 // at least one tries the dead node first.

@@ -58,6 +58,12 @@ class PartitionSink {
     std::lock_guard lock(mu_);
     return received_;
   }
+  // Reconnects of the partitions' consumers so far.
+  uint64_t Reconnects() const {
+    uint64_t n = 0;
+    for (const auto& c : consumers_) n += c->Status().connects - 1;
+    return n;
+  }
   size_t Distinct() const {
     std::set<std::string> ids;
     for (const Received& r : Got()) ids.insert(r.event_id);
