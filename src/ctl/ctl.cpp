@@ -399,13 +399,16 @@ bus::Admin Context::ConnectBus(const std::string& purpose) {
   try {
     return bus::Admin(c.bus, "payorchctl " + purpose + (who.empty() ? "" : " (" + who + ")"));
   } catch (const bus::BusError& e) {
-    std::string url = c.bus.url;
-    // The password never goes to a terminal or a log.
-    size_t scheme = url.find("://"), at = url.rfind('@');
-    if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
-      size_t colon = url.find(':', scheme + 3);
-      if (colon != std::string::npos && colon < at)
-        url = url.substr(0, colon + 1) + "***" + url.substr(at);
+    // The password never goes to a terminal or a log; every node of a cluster named.
+    std::string url;
+    for (std::string node : bus::BrokerUrls(c.bus.url)) {
+      size_t scheme = node.find("://"), at = node.rfind('@');
+      if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
+        size_t colon = node.find(':', scheme + 3);
+        if (colon != std::string::npos && colon < at)
+          node = node.substr(0, colon + 1) + "***" + node.substr(at);
+      }
+      url += (url.empty() ? "" : ",") + node;
     }
     throw Failure("cannot reach the broker at " + url + ": " + e.what() +
                   ". Is RabbitMQ running? Check bus.url in " + c.file +

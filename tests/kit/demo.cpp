@@ -196,8 +196,15 @@ std::string Seconds(Clock::duration d) {
 // "+4791234567" -> "+47****4567", as payorch logs them.
 std::string MaskMsisdn(const std::string& msisdn) { return domain::MaskMsisdn(msisdn); }
 
-// amqp://guest:guest@host/ -> amqp://guest:****@host/
-std::string MaskUrl(const std::string& url) {
+// amqp://guest:guest@host/ -> amqp://guest:****@host/, each node of a cluster.
+std::string MaskUrl(const std::string& urls) {
+  const auto nodes = bus::BrokerUrls(urls);
+  if (nodes.size() > 1) {
+    std::string out;
+    for (const auto& node : nodes) out += (out.empty() ? "" : ",") + MaskUrl(node);
+    return out;
+  }
+  const std::string& url = urls;
   auto scheme = url.find("://");
   auto at = url.find('@');
   if (scheme == std::string::npos || at == std::string::npos) return url;
