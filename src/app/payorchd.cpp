@@ -3,7 +3,6 @@
 // endpoint on one io_context thread, and drains on SIGTERM/SIGINT (exit 0).
 // Exit codes: 0 drained, 1 start-up or runtime failure, 2 usage or configuration.
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,6 +27,7 @@
 #include "http/server.hpp"
 #include "metrics/registry.hpp"
 #include "runtime/daemon.hpp"
+#include "runtime/store_lock.hpp"
 
 namespace {
 
@@ -116,31 +116,6 @@ std::string WithBoundPort(const std::string& url, uint16_t port) {
   authority.resize(authority.size() - 1);
   authority += std::to_string(port);
   return url.substr(0, scheme + 3) + authority + (path == std::string::npos ? "" : url.substr(path));
-}
-
-// One payorchd per store: its payments live in its memory between commits, so a
-// second daemon on the same file would decide (and call PayEx for) the same payment
-// twice. An exclusive flock on "<store>.lock", held until the process ends, makes
-// the second one a start-up error that names the first.
-int LockStore(const std::string& store_path) {
-  const std::string path = store_path + ".lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw std::runtime_error("cannot open the lock file " + path + ": " + std::strerror(errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    char buf[32] = {};
-    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
-    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-    ::close(fd);
-    throw std::runtime_error("another payorchd (pid " + pid + ") is using the store " +
-                             store_path + ": stop it first, or give this one its own store.path");
-  }
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-    // The lock holds without the pid; the pid is only for the message above.
-  }
-  return fd;
 }
 
 http::Response Text(int status, std::string body) {
@@ -358,7 +333,7 @@ int Run(const Args& args) {
   });
 
   int exit_code = 0;
-  int store_lock = -1;  // held (flock) for the life of the process
+  std::optional<runtime::StoreLock> store_lock;  // held for the life of the process
   bool stopping = false;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   std::function<void()> wait_signal = [&] {
@@ -386,7 +361,7 @@ int Run(const Args& args) {
     std::filesystem::path dir = std::filesystem::path(cfg.store.path).parent_path();
     if (!dir.empty() && cfg.store.options.create_if_missing)
       std::filesystem::create_directories(dir);
-    store_lock = LockStore(cfg.store.path);
+    store_lock.emplace(runtime::StoreLock::Acquire(cfg.store.path));
     daemon.emplace(io.get_executor(), cfg, metrics);
     eng = &daemon->engine();
     daemon->Start([&] {
@@ -409,7 +384,7 @@ int Run(const Args& args) {
   }
 
   io.run();
-  if (store_lock >= 0) ::close(store_lock);
+  store_lock.reset();
   Log(Level::kInfo, "payorchd.exit", {{"code", std::to_string(exit_code)}});
   return exit_code;
 }
