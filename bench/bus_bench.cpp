@@ -321,7 +321,11 @@ double RouterRun(const Options& o, const bus::BusConfig& base, int partitions) {
       count_one();
     });
   }
-  all_done.get_future().wait();
+  // (A copy the router could not forward never arrives: give up rather than hang.)
+  if (all_done.get_future().wait_for(std::chrono::minutes(2)) != std::future_status::ready)
+    Die("router: " + std::to_string(outstanding.load()) +
+        " publishes or deliveries missing after 2 minutes (refused: " +
+        std::to_string(router.GetStats().refused) + ")");
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   router.Stop();
   for (auto& s : sinks) s->Stop();
