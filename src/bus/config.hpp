@@ -55,6 +55,8 @@ std::string PartitionQueue(const Topology& topology, uint32_t p);
 // The URLs of BusConfig::url: one, or the nodes of a cluster separated by commas or
 // spaces.
 std::vector<std::string> BrokerUrls(const std::string& urls);
+// The same with every node's password shown as "***", for messages and logs.
+std::string RedactUrls(const std::string& urls);
 
 struct BusConfig {
   // amqp://user:password@host:port/vhost (vhost "/" is written as an empty path or %2f);

@@ -216,6 +216,13 @@ std::vector<std::string> BrokerUrls(const std::string& urls) {
   return out;
 }
 
+std::string RedactUrls(const std::string& urls) {
+  std::string out;
+  for (const std::string& url : BrokerUrls(urls))
+    out += (out.empty() ? "" : ",") + detail::RedactUrl(url);
+  return out;
+}
+
 std::string PartitionQueue(const Topology& topology, uint32_t p) {
   return topology.orders_queue + ".p" + std::to_string(p);
 }

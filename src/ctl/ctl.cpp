@@ -400,16 +400,7 @@ bus::Admin Context::ConnectBus(const std::string& purpose) {
     return bus::Admin(c.bus, "payorchctl " + purpose + (who.empty() ? "" : " (" + who + ")"));
   } catch (const bus::BusError& e) {
     // The password never goes to a terminal or a log; every node of a cluster named.
-    std::string url;
-    for (std::string node : bus::BrokerUrls(c.bus.url)) {
-      size_t scheme = node.find("://"), at = node.rfind('@');
-      if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
-        size_t colon = node.find(':', scheme + 3);
-        if (colon != std::string::npos && colon < at)
-          node = node.substr(0, colon + 1) + "***" + node.substr(at);
-      }
-      url += (url.empty() ? "" : ",") + node;
-    }
+    const std::string url = bus::RedactUrls(c.bus.url);
     throw Failure("cannot reach the broker at " + url + ": " + e.what() +
                   ". Is RabbitMQ running? Check bus.url in " + c.file +
                   " (and PAYORCH_AMQP_PASSWORD)");

@@ -34,8 +34,6 @@ engine::Options EngineOptions(const config::Config& c) {
 
 namespace {
 
-// Three connections to one WAL file: the writer thread commits, the engine thread
-// reads what is committed, the checkpointer copies the WAL back.
 // Whether the store is small enough to be checked before serving (else beside).
 bool CheckFirst(const config::Config& config) {
   std::uintmax_t bytes = 0;
@@ -47,6 +45,8 @@ bool CheckFirst(const config::Config& config) {
   return bytes <= static_cast<std::uintmax_t>(config.store.quick_check_first_mib) << 20;
 }
 
+// Three connections to one WAL file: the writer thread commits, the engine thread
+// reads what is committed, the checkpointer copies the WAL back.
 struct Stores {
   explicit Stores(const config::Config& config) {
     RefuseIfMarkedDamaged(config.store.path);
