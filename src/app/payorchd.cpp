@@ -181,6 +181,9 @@ int Run(const Args& args) {
 
   boost::asio::io_context io(1);
   metrics::Registry metrics;
+  // Declared before the daemon, so destroyed after it: the lock is held until the
+  // store's last commit (a writer thread's included) is over, on every way out.
+  std::optional<runtime::StoreLock> store_lock;
   // Built once the servers listen (below); requests before that get 503.
   std::optional<runtime::Daemon> daemon;
   engine::Engine* eng = nullptr;
@@ -333,7 +336,6 @@ int Run(const Args& args) {
   });
 
   int exit_code = 0;
-  std::optional<runtime::StoreLock> store_lock;  // held for the life of the process
   bool stopping = false;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   std::function<void()> wait_signal = [&] {
@@ -384,7 +386,6 @@ int Run(const Args& args) {
   }
 
   io.run();
-  store_lock.reset();
   Log(Level::kInfo, "payorchd.exit", {{"code", std::to_string(exit_code)}});
   return exit_code;
 }

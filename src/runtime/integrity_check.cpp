@@ -46,13 +46,24 @@ IntegrityCheck::IntegrityCheck(const std::string& path, Done on_done)
     pthread_setname_np(pthread_self(), "payorch-check");  // top -H, perf
     const auto start = std::chrono::steady_clock::now();
     std::optional<std::string> damage;
+    std::optional<std::string> could_not_run;
     try {
       damage = store_.QuickCheck();
+    } catch (const store::StoreError& e) {
+      // SQLite may report severe damage as an error rather than as rows: a finding.
+      if (e.code() == store::ErrorCode::kCorrupt) {
+        damage = e.what();
+      } else {
+        could_not_run = e.what();
+      }
     } catch (const std::exception& e) {
+      could_not_run = e.what();
+    }
+    if (could_not_run) {
       // Not a finding (busy, out of memory, interrupted): nothing is marked damaged.
       if (!stopping_)
         engine::Log(engine::Level::kWarn, "store.check_failed",
-                    {{"error", e.what()}, {"action", "the next start checks again"}});
+                    {{"error", *could_not_run}, {"action", "the next start checks again"}});
       done_ = true;
       return;
     }
