@@ -26,8 +26,8 @@
 #include "http/callbacks.hpp"
 #include "http/server.hpp"
 #include "metrics/registry.hpp"
-#include "runtime/daemon.hpp"
-#include "runtime/store_lock.hpp"
+#include "domain/partition.hpp"
+#include "runtime/instance.hpp"
 
 namespace {
 
@@ -162,14 +162,6 @@ int Run(const Args& args) {
     std::cerr << "payorchd: " << e.what() << "\n";
     return 2;
   }
-  if (cfg.bus.topology.partitions > 1) {
-    // The topology and the partition function exist; the router and the instances
-    // that hold partitions do not yet (issue 13). Refused rather than run unrouted.
-    std::cerr << "payorchd: " << cfg.file << ": bus.topology.partitions: "
-              << cfg.bus.topology.partitions
-              << " partitions are not served by this payorchd yet (it serves one); set 1\n";
-    return 2;
-  }
   engine::InitLogging(static_cast<Level>(cfg.log.level), cfg.log.format == config::LogFormat::kJson);
   if (args.check) {
     std::cout << config::DescribeConfig(cfg) << "\n";
@@ -181,12 +173,10 @@ int Run(const Args& args) {
 
   boost::asio::io_context io(1);
   metrics::Registry metrics;
-  // Declared before the daemon, so destroyed after it: the lock is held until the
-  // store's last commit (a writer thread's included) is over, on every way out.
-  std::optional<runtime::StoreLock> store_lock;
-  // Built once the servers listen (below); requests before that get 503.
-  std::optional<runtime::Daemon> daemon;
-  engine::Engine* eng = nullptr;
+  // The partitions this process serves (one engine each; one, unpartitioned). Built
+  // once the servers listen (below); requests before that get 503.
+  std::optional<runtime::Instance> instance;
+  runtime::Instance* inst = nullptr;
 
   http::CallbackOptions cb;
   cb.path_prefix = CallbackPrefix(cfg.http.callback_base_url);
@@ -209,8 +199,10 @@ int Run(const Args& args) {
       io.get_executor(), public_options, [&](http::Request req, http::Reply reply) {
         const bool fixed = req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics";
         if (!fixed && req.path.rfind(cb.path_prefix, 0) == 0) {
-          if (!eng) return reply(Text(503, "starting\n"));
+          if (!inst) return reply(Text(503, "starting\n"));
           http::Response r = http::HandleCallback(req, cb, [&](const std::string& order_id) {
+            engine::Engine* eng = inst->EngineFor(order_id);
+            if (!eng) return http::HintResult::kElsewhere;
             return eng->OnCallback(order_id) == engine::HintOutcome::kAccepted
                        ? http::HintResult::kAccepted
                        : http::HintResult::kUnknownPayment;
@@ -230,10 +222,10 @@ int Run(const Args& args) {
         }
         if (req.path == "/healthz") {
           reply(Text(200, "ok\n"));
-        } else if (!eng) {
+        } else if (!inst) {
           reply(Text(503, "starting\n"));
         } else if (req.path == "/readyz") {
-          engine::EngineStatus s = eng->Status();
+          engine::EngineStatus s = inst->Status();
           reply(s.Ready() ? Text(200, "ready\n") : Text(503, "not ready: " + s.detail + "\n"));
         } else if (req.path == "/metrics") {
           http::Response r = Text(200, metrics.Render());
@@ -253,17 +245,24 @@ int Run(const Args& args) {
   http::Server admin_server(
       io.get_executor(), admin_options, [&](http::Request req, http::Reply reply) {
         const std::string prefix = "/admin/payments/";
-        if (!eng) return reply(Json(503, "{\"error\":\"starting\"}"));
+        if (!inst) return reply(Json(503, "{\"error\":\"starting\"}"));
         if (req.path == "/admin/ping" && req.method == "GET") {
-          engine::EngineStatus s = eng->Status();
+          engine::EngineStatus s = inst->Status();
+          std::string held;
+          for (uint32_t p : inst->Held()) held += (held.empty() ? "" : ",") + std::to_string(p);
           reply(Json(200, "{\"pid\":" + std::to_string(getpid()) +
                               ",\"ready\":" + (s.Ready() ? "true" : "false") +
-                              ",\"detail\":" + JsonString(s.detail) + "}"));
+                              ",\"detail\":" + JsonString(s.detail) +
+                              ",\"partitions\":" + std::to_string(inst->partitions()) +
+                              ",\"held\":[" + held + "]}"));
           return;
         }
         if (req.path == "/admin/outbox/parked" && req.method == "GET") {
           std::string list;
-          for (const engine::ParkedEvent& p : eng->Parked()) {
+          std::vector<engine::ParkedEvent> parked;
+          for (engine::Engine* eng : inst->Engines())
+            for (engine::ParkedEvent& p : eng->Parked()) parked.push_back(std::move(p));
+          for (const engine::ParkedEvent& p : parked) {
             if (!list.empty()) list += ",";
             list += "{\"order_id\":" + JsonString(p.order_id) +
                     ",\"event_id\":" + JsonString(p.event_id) +
@@ -290,6 +289,15 @@ int Run(const Args& args) {
               }
               Log(Level::kInfo, "admin.request",
                   {{"order_id", order_id}, {"action", action}, {"from", req.remote_address}});
+              engine::Engine* eng = inst->EngineFor(order_id);
+              if (!eng) {
+                reply(Json(503, "{\"error\":\"partition_elsewhere\",\"order_id\":" +
+                                    JsonString(order_id) + ",\"partition\":" +
+                                    std::to_string(domain::PartitionOf(order_id,
+                                                                       inst->partitions())) +
+                                    "}"));
+                return;
+              }
               if (action == "resolve") {
                 bool ok = eng->Resolve(order_id) == engine::HintOutcome::kAccepted;
                 reply(ok ? Json(202, "{\"order_id\":" + JsonString(order_id) +
@@ -344,7 +352,7 @@ int Run(const Args& args) {
       if (!stopping) {
         stopping = true;
         Log(Level::kInfo, "payorchd.signal", {{"signal", std::to_string(sig)}, {"action", "drain"}});
-        eng->Drain();
+        inst->Drain();
         wait_signal();
       } else {
         Log(Level::kWarn, "payorchd.signal", {{"signal", std::to_string(sig)}, {"action", "exit now"}});
@@ -360,19 +368,15 @@ int Run(const Args& args) {
     uint16_t admin_port = admin_server.Start();
     // Port 0 in the callback URL means the port just bound (tests, the demo).
     cfg.payex.callback_url_base = WithBoundPort(cfg.payex.callback_url_base, http_port);
-    std::filesystem::path dir = std::filesystem::path(cfg.store.path).parent_path();
-    if (!dir.empty() && cfg.store.options.create_if_missing)
-      std::filesystem::create_directories(dir);
-    store_lock.emplace(runtime::StoreLock::Acquire(cfg.store.path));
-    daemon.emplace(io.get_executor(), cfg, metrics);
-    eng = &daemon->engine();
-    daemon->Start([&] {
+    instance.emplace(io.get_executor(), cfg, metrics);
+    instance->Start([&] {
       public_server.Stop();
       admin_server.Stop();
       signals.cancel();
-      if (eng->Fatal()) exit_code = 1;
+      if (instance->Fatal()) exit_code = 1;
       io.stop();
     });
+    inst = &*instance;
     Log(Level::kInfo, "payorchd.serving",
         {{"http", cfg.http.listen_address + ":" + std::to_string(http_port)},
          {"admin", cfg.admin.listen_address + ":" + std::to_string(admin_port)},

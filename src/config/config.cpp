@@ -69,6 +69,45 @@ std::string FormatDuration(milliseconds d) {
   return std::to_string(ms) + "ms";
 }
 
+std::vector<uint32_t> PartitionList(const std::string& text, uint32_t partitions) {
+  std::vector<uint32_t> list;
+  if (text == "all") {
+    for (uint32_t p = 0; p < partitions; ++p) list.push_back(p);
+    return list;
+  }
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string part = text.substr(start, comma == std::string::npos ? comma : comma - start);
+    while (!part.empty() && part.front() == ' ') part.erase(0, 1);
+    while (!part.empty() && part.back() == ' ') part.pop_back();
+    uint32_t p = 0;
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), p);
+    if (part.empty() || ec != std::errc() || end != part.data() + part.size())
+      throw std::invalid_argument("\"" + text +
+                                  "\" is neither \"all\" nor partition numbers such as \"0,1\"");
+    if (p >= partitions)
+      throw std::invalid_argument("partition " + part + " does not exist: bus.topology.partitions is " +
+                                  std::to_string(partitions) + " (0 to " +
+                                  std::to_string(partitions - 1) + ")");
+    if (std::find(list.begin(), list.end(), p) != list.end())
+      throw std::invalid_argument("partition " + part + " is named twice");
+    list.push_back(p);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::sort(list.begin(), list.end());
+  return list;
+}
+
+std::string PartitionStorePath(const std::string& path, uint32_t p) {
+  std::string out = path;
+  const std::string mark = "{partition}";
+  for (size_t at = out.find(mark); at != std::string::npos; at = out.find(mark, at))
+    out.replace(at, mark.size(), std::to_string(p));
+  return out;
+}
+
 namespace {
 
 using namespace detail;
@@ -337,6 +376,15 @@ void Validate(const std::string& path, Config& c) {
          "must contain {partition} when bus.topology.partitions is " +
              std::to_string(b.topology.partitions) +
              " (each partition has its own store, e.g. /var/lib/payorch/p{partition}/payorch.db)");
+
+  for (auto [key, text] : {std::pair{"partitions", &c.instance.partitions},
+                           std::pair{"prefer", &c.instance.prefer}}) {
+    try {
+      (void)PartitionList(*text, b.topology.partitions);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(path, std::string("instance.") + key, e.what());
+    }
+  }
 
   payex::ClientOptions& x = c.payex;
   std::string scheme = CheckHttpUrl(x.base_url);  // checked when set; the scheme here

@@ -70,6 +70,26 @@ struct EngineConfig {
   std::size_t cache_payments = 20'000;
 };
 
+// Which partitions this payorchd serves when bus.topology.partitions > 1 (issue 13).
+// Several instances share the partitions; each holds a partition by its store's lock.
+struct InstanceConfig {
+  // The partitions this instance may serve: "all", or numbers such as "0,1".
+  std::string partitions = "all";
+  // Of those, the ones it takes at start. The others it takes only when their
+  // holder is gone and standby_delay has passed since its start, so instances
+  // started together share the partitions as their `prefer` lists say.
+  std::string prefer = "all";
+  // How often a partition held elsewhere is tried again (its store's lock).
+  std::chrono::milliseconds poll_interval{250};
+  std::chrono::milliseconds standby_delay{3'000};
+};
+
+// "all" or "0,2,3" -> the partition numbers, sorted, each below `partitions`; throws
+// std::invalid_argument naming what is wrong.
+std::vector<uint32_t> PartitionList(const std::string& text, uint32_t partitions);
+// The store of partition p: `path` with {partition} replaced by p.
+std::string PartitionStorePath(const std::string& path, uint32_t p);
+
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
 enum class LogFormat { kText, kJson };
 
@@ -88,6 +108,7 @@ struct Config {
   HttpConfig http;
   AdminConfig admin;
   EngineConfig engine;
+  InstanceConfig instance;
   LogConfig log;
   std::string callback_secret;  // from PAYORCH_CALLBACK_SECRET: keys the callback tokens
 };

@@ -136,6 +136,12 @@ const std::vector<Setting>& Settings() {
                           return std::string(buf, end);
                         }});
 
+    const std::string i = "instance";
+    s.push_back(Str(i, "partitions", FIELD(instance.partitions), SR::kNonEmpty));
+    s.push_back(Str(i, "prefer", FIELD(instance.prefer), SR::kNonEmpty));
+    s.push_back(Dur(i, "poll_interval", FIELD(instance.poll_interval)));
+    s.push_back(Dur(i, "standby_delay", FIELD(instance.standby_delay), true));
+
     const std::string l = "log";
     s.push_back(Enum(l, "level", FIELD(log.level),
                      std::vector<std::pair<std::string, LogLevel>>{{"debug", LogLevel::kDebug},

@@ -48,7 +48,17 @@ Response HandleCallback(const Request& r, const CallbackOptions& o,
   boost::json::value body = boost::json::parse(r.body, ec);
   if (ec || !body.is_object()) return Refuse(400, "malformed_body");
 
-  if (on_hint(*order_id) == HintResult::kUnknownPayment) return Refuse(404, "unknown_payment");
+  switch (on_hint(*order_id)) {
+    case HintResult::kUnknownPayment:
+      return Refuse(404, "unknown_payment");
+    case HintResult::kElsewhere: {
+      Response elsewhere = Refuse(503, "partition_elsewhere");
+      elsewhere.headers.emplace_back("Retry-After", "1");
+      return elsewhere;
+    }
+    case HintResult::kAccepted:
+      break;
+  }
   Response accepted;
   accepted.status = 200;
   return accepted;

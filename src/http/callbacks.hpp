@@ -21,7 +21,9 @@ struct CallbackOptions {
   std::size_t max_body_bytes = 64 * 1024;  // the server's own limit normally hits first
 };
 
-enum class HintResult { kAccepted, kUnknownPayment };
+// kElsewhere: a partitioned payorch whose order's partition another instance serves
+// (issue 13); PayEx's retry or the holder's polling reaches the payment.
+enum class HintResult { kAccepted, kUnknownPayment, kElsewhere };
 
 // Checks, in this order (each refusal is a small JSON problem {"error":"<reason>"}):
 //   method other than POST            405 method_not_allowed (Allow: POST)
@@ -31,6 +33,7 @@ enum class HintResult { kAccepted, kUnknownPayment };
 //   body larger than max_body_bytes   413 body_too_large
 //   body not a JSON object            400 malformed_body
 //   on_hint(order_id) unknown         404 unknown_payment
+//   on_hint(order_id) elsewhere       503 partition_elsewhere (Retry-After: 1)
 //   otherwise                         200, empty body
 // on_hint runs only for an authentic callback with a well-formed body. The order
 // id is taken from the raw target (then decoded), so an id containing '/' (sent as

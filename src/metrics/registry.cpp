@@ -143,7 +143,15 @@ struct Registry::Family {
 };
 
 Registry::Registry() = default;
+Registry::Registry(Registry& parent, Labels labels)
+    : parent_(&parent), scope_(std::move(labels)), alive_(std::make_shared<bool>(true)) {}
 Registry::~Registry() = default;
+
+Labels Registry::Scoped(const Labels& labels) const {
+  Labels all = scope_;
+  all.insert(all.end(), labels.begin(), labels.end());
+  return all;
+}
 
 Registry::Family& Registry::FamilyFor(std::string_view name, std::string_view help, int type) {
   if (!ValidName(name, true))
@@ -181,6 +189,7 @@ Registry::Series* Registry::Existing(std::string_view name, int type,
 }
 
 Counter& Registry::counter(std::string_view name, std::string_view help, const Labels& labels) {
+  if (parent_) return parent_->counter(name, help, Scoped(labels));
   if (Series* s = Existing(name, kCounter, labels)) return *s->counter;
   Labels key = SeriesKey(name, kCounter, labels);
   Family& family = FamilyFor(name, help, kCounter);
@@ -188,6 +197,7 @@ Counter& Registry::counter(std::string_view name, std::string_view help, const L
 }
 
 Gauge& Registry::gauge(std::string_view name, std::string_view help, const Labels& labels) {
+  if (parent_) return parent_->gauge(name, help, Scoped(labels));
   if (Series* s = Existing(name, kGauge, labels)) return *s->gauge;
   Labels key = SeriesKey(name, kGauge, labels);
   Family& family = FamilyFor(name, help, kGauge);
@@ -196,6 +206,7 @@ Gauge& Registry::gauge(std::string_view name, std::string_view help, const Label
 
 Histogram& Registry::histogram(std::string_view name, std::string_view help,
                                const std::vector<double>& buckets, const Labels& labels) {
+  if (parent_) return parent_->histogram(name, help, buckets, Scoped(labels));
   if (Series* s = Existing(name, kHistogram, labels);
       s && s->histogram->upper_bounds() == buckets)
     return *s->histogram;
@@ -213,10 +224,18 @@ Histogram& Registry::histogram(std::string_view name, std::string_view help,
 }
 
 void Registry::on_collect(std::function<void(Registry&)> f) {
+  if (parent_) {
+    std::weak_ptr<bool> alive = alive_;
+    parent_->on_collect([this, alive, f = std::move(f)](Registry&) {
+      if (alive.lock()) f(*this);
+    });
+    return;
+  }
   collectors_.push_back(std::move(f));
 }
 
 std::string Registry::Render() {
+  if (parent_) return parent_->Render();
   // By index: a collector may register new metrics or collectors.
   for (std::size_t i = 0; i < collectors_.size(); ++i) collectors_[i](*this);
   std::string out;

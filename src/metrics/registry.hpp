@@ -63,6 +63,11 @@ class Registry {
   static constexpr std::string_view kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
   Registry();
+  // A scope of `parent`: every series registered through it gets `labels` first
+  // (a partition's engine: {partition="3"}); families, collectors and Render are the
+  // parent's. Its collectors stop running when the scope is destroyed. The parent
+  // must outlive it.
+  Registry(Registry& parent, Labels labels);
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
@@ -93,6 +98,10 @@ class Registry {
   std::vector<std::unique_ptr<Family>> families_;
   std::map<std::string, Family*, std::less<>> by_name_;
   std::vector<std::function<void(Registry&)>> collectors_;
+  Labels Scoped(const Labels& labels) const;
+  Registry* parent_ = nullptr;
+  Labels scope_;
+  std::shared_ptr<bool> alive_;  // a scope's: its collectors run while it lives
 };
 
 // {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}

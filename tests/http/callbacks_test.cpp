@@ -48,7 +48,9 @@ class CallbackTest : public ::testing::Test {
   Response Call(const Request& r) {
     return HandleCallback(r, options_, [this](const std::string& id) {
       hints_.push_back(id);
-      return known_ ? HintResult::kAccepted : HintResult::kUnknownPayment;
+      return elsewhere_ ? HintResult::kElsewhere
+             : known_   ? HintResult::kAccepted
+                        : HintResult::kUnknownPayment;
     });
   }
   // A refusal: the status, the reason in the body, and no hint.
@@ -61,6 +63,7 @@ class CallbackTest : public ::testing::Test {
 
   CallbackOptions options_{.secret = kSecret};
   bool known_ = true;
+  bool elsewhere_ = false;
   std::vector<std::string> hints_;
 };
 
@@ -166,6 +169,17 @@ TEST_F(CallbackTest, UnknownOrderIs404AfterTheHint) {
   EXPECT_EQ(out.status, 404);
   EXPECT_NE(out.body.find("unknown_payment"), std::string::npos);
   EXPECT_EQ(hints_, std::vector<std::string>{"order-9"});
+}
+
+TEST_F(CallbackTest, OrderOfAPartitionServedElsewhereIs503WithRetryAfter) {
+  elsewhere_ = true;
+  Response out = Call(Make("POST", Url("order-7")));
+  EXPECT_EQ(out.status, 503);
+  EXPECT_NE(out.body.find("partition_elsewhere"), std::string::npos);
+  bool retry_after = false;
+  for (const auto& [name, value] : out.headers) retry_after |= name == "Retry-After" && value == "1";
+  EXPECT_TRUE(retry_after);
+  EXPECT_EQ(hints_, std::vector<std::string>{"order-7"});
 }
 
 TEST_F(CallbackTest, PercentEncodedOrderIdsAreDecodedOnce) {

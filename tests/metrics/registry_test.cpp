@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 
 #include <gtest/gtest.h>
@@ -144,6 +145,34 @@ TEST(Metrics, CollectorsRunBeforeEachRender) {
   queue_depth = 12;
   EXPECT_NE(reg.Render().find("queue_depth 12\n"), std::string::npos);
   EXPECT_EQ(order, (std::vector<std::string>{"first", "second", "first", "second"}));
+}
+
+TEST(Metrics, ScopesLabelTheirSeriesAndShareTheFamilies) {
+  Registry reg;
+  reg.counter("commits_total", "Commits.").Inc();  // the process's own, unlabelled
+  auto p0 = std::make_unique<Registry>(reg, Labels{{"partition", "0"}});
+  Registry p1(reg, {{"partition", "1"}});
+  p0->counter("commits_total", "Commits.").Inc(2);
+  p1.counter("commits_total", "Commits.", {{"result", "ok"}}).Inc(3);
+  int collected = 0;
+  p0->on_collect([&](Registry& r) {
+    ++collected;
+    r.gauge("in_doubt", "In doubt.").Set(4);  // through the scope: labelled
+  });
+  EXPECT_EQ(p1.Render(), reg.Render());
+  EXPECT_EQ(reg.Render(),
+            "# HELP commits_total Commits.\n# TYPE commits_total counter\n"
+            "commits_total 1\ncommits_total{partition=\"0\"} 2\n"
+            "commits_total{partition=\"1\",result=\"ok\"} 3\n"
+            "# HELP in_doubt In doubt.\n# TYPE in_doubt gauge\n"
+            "in_doubt{partition=\"0\"} 4\n");
+  EXPECT_EQ(collected, 3);
+  // A scope gone (a partition that failed to start): its collectors no longer run.
+  p0.reset();
+  (void)reg.Render();
+  EXPECT_EQ(collected, 3);
+  EXPECT_EQ(&p1.counter("commits_total", "Commits.", {{"result", "ok"}}),
+            &reg.counter("commits_total", "Commits.", {{"partition", "1"}, {"result", "ok"}}));
 }
 
 TEST(Metrics, LatencyBuckets) {

@@ -1,0 +1,321 @@
+#include "runtime/instance.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "bus/router.hpp"
+#include "domain/partition.hpp"
+#include "engine/log.hpp"
+#include "metrics/registry.hpp"
+#include "runtime/daemon.hpp"
+#include "runtime/store_lock.hpp"
+
+namespace payorch::runtime {
+
+using engine::Level;
+using engine::Log;
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+// A partition this instance holds. Members in this order: the daemon is destroyed
+// first (its last commit done), then the lock is released, then the metrics scope.
+struct HeldPartition {
+  uint32_t partition = 0;
+  config::Config config;                     // store.path and the queue of this partition
+  std::unique_ptr<metrics::Registry> scope;  // {partition="N"}; null unpartitioned
+  std::optional<StoreLock> lock;
+  std::optional<Daemon> daemon;
+  bool stopped = false;
+};
+
+double MillisSince(Steady::time_point t) {
+  return std::chrono::duration<double, std::milli>(Steady::now() - t).count();
+}
+
+std::string Fixed1(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+}  // namespace
+
+class Instance::Impl {
+ public:
+  Impl(boost::asio::any_io_executor ex, const config::Config& config, metrics::Registry& metrics)
+      : executor_(ex),
+        config_(config),
+        metrics_(metrics),
+        partitions_(config.bus.topology.partitions),
+        may_serve_(config::PartitionList(config.instance.partitions, partitions_)),
+        prefer_(config::PartitionList(config.instance.prefer, partitions_)),
+        poll_(ex) {
+    if (partitions_ > 1) {
+      router_ = std::make_unique<bus::Router>(config.bus);
+      metrics_.on_collect([this](metrics::Registry& m) { ExportRouter(m); });
+    }
+  }
+
+  void Start(std::function<void()> on_stopped) {
+    on_stopped_ = std::move(on_stopped);
+    started_ = Steady::now();
+    if (partitions_ == 1) {
+      // As before partitions: the one store, its lock taken or start-up refused.
+      Take(0, /*must=*/true);
+      return;
+    }
+    Log(Level::kInfo, "instance.starting",
+        {{"partitions", std::to_string(partitions_)},
+         {"may_serve", config_.instance.partitions},
+         {"prefer", config_.instance.prefer}});
+    for (uint32_t p : prefer_)
+      if (std::binary_search(may_serve_.begin(), may_serve_.end(), p)) Take(p, /*must=*/false);
+    router_->Start();
+    Poll();
+  }
+
+  void Drain() {
+    if (draining_) return;
+    draining_ = true;
+    poll_.cancel();
+    if (router_) router_->Stop();  // what it did not forward goes back to the orders queue
+    for (auto& h : held_)
+      if (h->daemon && !h->stopped) h->daemon->Drain();
+    MaybeStopped();
+  }
+
+  engine::Engine* EngineFor(const std::string& order_id) {
+    return EngineOf(domain::PartitionOf(order_id, partitions_));
+  }
+
+  std::vector<engine::Engine*> Engines() {
+    std::vector<engine::Engine*> out;
+    for (auto& h : held_)
+      if (h->daemon) out.push_back(&h->daemon->engine());
+    return out;
+  }
+
+  uint32_t partitions() const { return partitions_; }
+
+  std::vector<uint32_t> Held() const {
+    std::vector<uint32_t> out;
+    for (const auto& h : held_)
+      if (h->daemon) out.push_back(h->partition);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  engine::EngineStatus Status() const {
+    if (partitions_ == 1) {
+      if (!held_.empty() && held_[0]->daemon) return held_[0]->daemon->engine().Status();
+      engine::EngineStatus s;
+      s.store_ok = false;
+      s.detail = "starting";
+      return s;
+    }
+    engine::EngineStatus s;
+    s.consumer_connected = true;
+    s.publisher_connected = true;
+    s.draining = draining_;
+    s.fatal = fatal_;
+    std::vector<std::string> why;
+    for (const auto& h : held_) {
+      if (!h->daemon) continue;
+      engine::EngineStatus e = h->daemon->engine().Status();
+      s.store_ok = s.store_ok && e.store_ok;
+      s.consumer_connected = s.consumer_connected && e.consumer_connected;
+      s.publisher_connected = s.publisher_connected && e.publisher_connected;
+      s.draining = s.draining || e.draining;
+      s.fatal = s.fatal || e.fatal;
+      if (!e.Ready()) why.push_back("partition " + std::to_string(h->partition) + ": " + e.detail);
+    }
+    if (Held().empty()) {
+      s.store_ok = false;
+      why.push_back("standby: holds none of its partitions (" + config_.instance.partitions +
+                    "); another instance serves them");
+    }
+    if (router_) {
+      if (!router_->ConsumerStatus().connected || !router_->PublisherStatus().connected) {
+        s.consumer_connected = false;
+        why.push_back("router: not connected to the broker");
+      }
+    }
+    for (const auto& w : why) s.detail += (s.detail.empty() ? "" : "; ") + w;
+    return s;
+  }
+
+  bool Fatal() const { return fatal_; }
+
+ private:
+  engine::Engine* EngineOf(uint32_t p) {
+    for (auto& h : held_)
+      if (h->partition == p && h->daemon && !h->stopped) return &h->daemon->engine();
+    return nullptr;
+  }
+
+  bool Holds(uint32_t p) const {
+    for (const auto& h : held_)
+      if (h->partition == p) return true;
+    return false;
+  }
+
+  // Takes partition p when its lock is free. `must`: unpartitioned, a held lock or
+  // any failure is a start-up error (thrown). Partitioned, a failure to start a
+  // partition whose lock we hold stops the instance.
+  void Take(uint32_t p, bool must) {
+    auto held = std::make_unique<HeldPartition>();
+    held->partition = p;
+    held->config = config_;
+    if (partitions_ > 1) {
+      held->config.store.path = config::PartitionStorePath(config_.store.path, p);
+      held->config.bus.consume_queue = bus::PartitionQueue(config_.bus.topology, p);
+      held->scope = std::make_unique<metrics::Registry>(
+          metrics_, metrics::Labels{{"partition", std::to_string(p)}});
+    }
+    const std::string& path = held->config.store.path;
+    const auto t0 = Steady::now();
+    try {
+      std::filesystem::path dir = std::filesystem::path(path).parent_path();
+      if (!dir.empty() && held->config.store.options.create_if_missing)
+        std::filesystem::create_directories(dir);
+      if (must) {
+        held->lock.emplace(StoreLock::Acquire(path));
+      } else {
+        std::string holder;
+        auto lock = StoreLock::TryAcquire(path, &holder);
+        if (!lock) {
+          holders_[p] = holder;
+          return;
+        }
+        held->lock.emplace(std::move(*lock));
+      }
+      held->daemon.emplace(executor_, held->config,
+                           held->scope ? *held->scope : metrics_);
+    } catch (const std::exception& e) {
+      if (must) throw;
+      Log(Level::kError, "partition.start_failed",
+          {{"partition", std::to_string(p)},
+           {"store", path},
+           {"error", e.what()},
+           {"action", "stopping this instance (exit 1); a restart, or another instance, "
+                      "takes the partition again"}});
+      fatal_ = true;
+      Drain();
+      return;
+    }
+    HeldPartition* raw = held.get();
+    held_.push_back(std::move(held));
+    raw->daemon->Start([this, raw] { OnStopped(*raw); });
+    if (partitions_ > 1) {
+      auto it = holders_.find(p);
+      Log(Level::kInfo, "partition.serving",
+          {{"partition", std::to_string(p)},
+           {"store", path},
+           {"queue", raw->config.bus.ConsumeQueue()},
+           {"took_over_from", it == holders_.end() ? "" : "pid " + it->second},
+           {"start_ms", Fixed1(MillisSince(t0))}});
+    }
+  }
+
+  // Tries every partition it may serve and does not hold, again and again.
+  void Poll() {
+    if (draining_) return;
+    const bool grace_over = Steady::now() - started_ >= config_.instance.standby_delay;
+    for (uint32_t p : may_serve_) {
+      if (draining_) return;
+      if (Holds(p)) continue;
+      if (!grace_over && !std::binary_search(prefer_.begin(), prefer_.end(), p)) continue;
+      Take(p, /*must=*/false);
+    }
+    if (draining_) return;
+    poll_.expires_after(config_.instance.poll_interval);
+    poll_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) Poll();
+    });
+  }
+
+  void OnStopped(HeldPartition& h) {
+    h.stopped = true;
+    if (h.daemon->engine().Fatal()) fatal_ = true;
+    if (!draining_) {
+      // An engine that stopped by itself stopped on a fatal error: the instance goes
+      // (exit 1), so that its partitions restart as after any crash.
+      Log(Level::kError, "partition.stopped",
+          {{"partition", std::to_string(h.partition)},
+           {"action", "stopping this instance (exit 1)"}});
+      fatal_ = true;
+      Drain();
+      return;
+    }
+    MaybeStopped();
+  }
+
+  void MaybeStopped() {
+    if (!draining_ || notified_) return;
+    for (const auto& h : held_)
+      if (h->daemon && !h->stopped) return;
+    notified_ = true;
+    // After the current handler: Drain() may be inside a daemon's callback.
+    boost::asio::post(executor_, [this] {
+      if (on_stopped_) on_stopped_();
+    });
+  }
+
+  void ExportRouter(metrics::Registry& m) {
+    const bus::Router::Stats st = router_->GetStats();
+    auto up_to = [](metrics::Counter& c, uint64_t total) {
+      if (static_cast<double>(total) > c.value()) c.Inc(static_cast<double>(total) - c.value());
+    };
+    up_to(m.counter("payorch_router_forwarded_total",
+                    "Order events the router moved to their partition's queue (confirmed)."),
+          st.forwarded);
+    up_to(m.counter("payorch_router_resent_total",
+                    "Copies the router sent again after the broker did not confirm them."),
+          st.resent);
+    up_to(m.counter("payorch_router_dead_lettered_total",
+                    "Undecodable order events the router moved to the dead-letter queue."),
+          st.dead_lettered + st.refused);
+    m.gauge("payorch_partitions_held", "Partitions this instance serves.")
+        .Set(static_cast<double>(Held().size()));
+  }
+
+  boost::asio::any_io_executor executor_;
+  const config::Config config_;
+  metrics::Registry& metrics_;
+  const uint32_t partitions_;
+  const std::vector<uint32_t> may_serve_;
+  const std::vector<uint32_t> prefer_;
+  boost::asio::steady_timer poll_;
+  std::unique_ptr<bus::Router> router_;
+  std::vector<std::unique_ptr<HeldPartition>> held_;
+  std::map<uint32_t, std::string> holders_;  // the pid last seen holding a partition
+  std::function<void()> on_stopped_;
+  Steady::time_point started_{};
+  bool draining_ = false;
+  bool fatal_ = false;
+  bool notified_ = false;
+};
+
+Instance::Instance(boost::asio::any_io_executor executor, const config::Config& config,
+                   metrics::Registry& metrics)
+    : impl_(std::make_unique<Impl>(executor, config, metrics)) {}
+Instance::~Instance() = default;
+void Instance::Start(std::function<void()> on_stopped) { impl_->Start(std::move(on_stopped)); }
+void Instance::Drain() { impl_->Drain(); }
+engine::Engine* Instance::EngineFor(const std::string& order_id) {
+  return impl_->EngineFor(order_id);
+}
+std::vector<engine::Engine*> Instance::Engines() { return impl_->Engines(); }
+uint32_t Instance::partitions() const { return impl_->partitions(); }
+std::vector<uint32_t> Instance::Held() const { return impl_->Held(); }
+engine::EngineStatus Instance::Status() const { return impl_->Status(); }
+bool Instance::Fatal() const { return impl_->Fatal(); }
+
+}  // namespace payorch::runtime
