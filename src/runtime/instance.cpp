@@ -228,6 +228,12 @@ class Instance::Impl {
   void Poll() {
     if (draining_) return;
     const bool grace_over = Steady::now() - started_ >= config_.instance.standby_delay;
+    if (grace_over && !grace_logged_ && prefer_.size() < partitions_) {
+      grace_logged_ = true;
+      Log(Level::kInfo, "instance.standby_delay_over",
+          {{"action", "taking over any partition of " + config_.instance.partitions +
+                          " whose holder is gone"}});
+    }
     for (uint32_t p : may_serve_) {
       if (draining_) return;
       if (Holds(p)) continue;
@@ -301,6 +307,7 @@ class Instance::Impl {
   bool draining_ = false;
   bool fatal_ = false;
   bool notified_ = false;
+  bool grace_logged_ = false;
 };
 
 Instance::Instance(boost::asio::any_io_executor executor, const config::Config& config,
