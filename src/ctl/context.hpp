@@ -76,7 +76,11 @@ class Context {
   // may be writing: payorchctl is one more WAL reader). Throws Failure.
   // Read-only unless `write` (only a real replay records something): reading never
   // migrates, locks or changes payorchd's file.
-  store::Store OpenStore(bool write = false);
+  // Partitioned (bus.topology.partitions > 1), the store of `partition`.
+  store::Store OpenStore(bool write = false, uint32_t partition = 0);
+  // The partitions of the deployment (1 unpartitioned) and an order's.
+  uint32_t Partitions();
+  uint32_t PartitionOf(const std::string& order_id);
   // The dead-letter queue's ready messages; throws Failure when it does not exist.
   uint32_t DeadLetterDepth(bus::Admin& admin);
 

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "ctl/context.hpp"
+#include "domain/partition.hpp"
 
 namespace payorch::ctl {
 namespace {
@@ -407,20 +408,32 @@ bus::Admin Context::ConnectBus(const std::string& purpose) {
   }
 }
 
-store::Store Context::OpenStore(bool write) {
+uint32_t Context::Partitions() { return Config().bus.topology.partitions; }
+
+uint32_t Context::PartitionOf(const std::string& order_id) {
+  return domain::PartitionOf(order_id, Partitions());
+}
+
+store::Store Context::OpenStore(bool write, uint32_t partition) {
   const config::Config& c = Config();
+  const std::string path =
+      Partitions() > 1 ? config::PartitionStorePath(c.store.path, partition) : c.store.path;
   store::Options options = c.store.options;
   options.create_if_missing = false;
   options.quick_check = false;
   options.read_only = !write;
   options.migrate = false;  // only payorchd migrates; never under a running one
   try {
-    return store::Store::Open(c.store.path, options);
+    return store::Store::Open(path, options);
   } catch (const store::StoreError& e) {
     std::string hint;
     if (e.code() == store::ErrorCode::kMissing)
-      hint = ". payorchctl never creates the store: point store.path (in " + c.file +
-             " or with --set store.path=FILE) at payorchd's file";
+      hint = Partitions() > 1
+                 ? ". payorchctl never creates a store: partition " + std::to_string(partition) +
+                       " has none yet (no payorchd has served it), or store.path (in " + c.file +
+                       ") is not payorchd's"
+                 : ". payorchctl never creates the store: point store.path (in " + c.file +
+                       " or with --set store.path=FILE) at payorchd's file";
     throw Failure(std::string(e.what()) + hint);
   }
 }

@@ -561,7 +561,17 @@ int DlqReplay(Context& ctx, const Args& args) {
   const config::Config& config = ctx.Config();
   const auto& topology = config.bus.topology;
   const std::string& queue = topology.dead_letter_queue;
-  store::Store store = ctx.OpenStore(/*write=*/!dry_run);  // only a real replay records
+  // Only a real replay records, in the store of partition 0 when partitioned. Each
+  // message is judged against the store of its order's partition.
+  store::Store store = ctx.OpenStore(/*write=*/!dry_run);
+  std::map<uint32_t, store::Store> others;
+  auto store_of = [&](const DeadLetter& d) -> store::Store& {
+    const uint32_t p = d.event ? ctx.PartitionOf(d.event->order_id) : 0;
+    if (p == 0) return store;
+    auto it = others.find(p);
+    if (it == others.end()) it = others.emplace(p, ctx.OpenStore(/*write=*/false, p)).first;
+    return it->second;
+  };
   bus::Admin admin = ctx.ConnectBus(dry_run ? "dlq replay --dry-run" : "dlq replay");
   const uint32_t depth = ctx.DeadLetterDepth(admin);
   (void)depth;
@@ -579,7 +589,7 @@ int DlqReplay(Context& ctx, const Args& args) {
     Simulation simulation;
     std::map<std::string, size_t> copy_seen;
     for (const auto& d : sel.unique) {
-      results.emplace_back(d, Classify(d, store, config.payments, started, &simulation));
+      results.emplace_back(d, Classify(d, store_of(d), config.payments, started, &simulation));
       const size_t n = sel.copies[CopyKey(d)].size();
       for (size_t k = 2; k <= n; ++k)
         results.emplace_back(

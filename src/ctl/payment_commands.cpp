@@ -1,6 +1,10 @@
 // payment show/list read the store (one more WAL reader next to payorchd);
 // payment resolve/republish ask the running payorchd through its admin endpoint,
 // since every change of a payment passes domain::Decide inside the daemon.
+#include <algorithm>
+#include <iterator>
+#include <tuple>
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -107,7 +111,9 @@ std::string OneOrder(const Args& args) {
 
 int PaymentShow(Context& ctx, const Args& args) {
   const std::string order = OneOrder(args);
-  store::Store store = ctx.OpenStore();
+  // Partitioned, the order lives in its partition's store.
+  const uint32_t partition = ctx.PartitionOf(order);
+  store::Store store = ctx.OpenStore(/*write=*/false, partition);
   auto payment = store.LoadPayment(order);
   if (!payment)
     throw Failure("no payment for order " + order + " in " + store.path() +
@@ -122,6 +128,7 @@ int PaymentShow(Context& ctx, const Args& args) {
   if (ctx.Json()) {
     json::object o;
     o["order_id"] = p.order_id;
+    if (ctx.Partitions() > 1) o["partition"] = partition;
     o["phase"] = domain::PhaseName(p.phase);
     o["payment_id"] = p.payment_id;
     o["msisdn"] = Msisdn(p);
@@ -307,8 +314,24 @@ int PaymentList(Context& ctx, const Args& args) {
   filter.in_doubt = args.Has("--in-doubt");
   if (auto l = args.Get("--limit")) filter.limit = ParseCount("--limit", *l);
 
-  store::Store store = ctx.OpenStore();
-  const auto payments = store.ListPayments(filter);
+  // Every partition's store, merged in the store's own order (least recently
+  // updated first), then cut at the limit.
+  std::vector<store::PaymentSummary> payments;
+  bool truncated = false;
+  for (uint32_t part = 0; part < ctx.Partitions(); ++part) {
+    store::Store store = ctx.OpenStore(/*write=*/false, part);
+    auto some = store.ListPayments(filter);
+    truncated = truncated || some.size() == filter.limit;
+    payments.insert(payments.end(), std::make_move_iterator(some.begin()),
+                    std::make_move_iterator(some.end()));
+  }
+  std::sort(payments.begin(), payments.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.updated_at, a.order_id) < std::tie(b.updated_at, b.order_id);
+  });
+  if (payments.size() > filter.limit) {
+    payments.resize(filter.limit);
+    truncated = true;
+  }
   if (ctx.Json()) {
     json::array a;
     for (const auto& p : payments)
@@ -322,7 +345,7 @@ int PaymentList(Context& ctx, const Args& args) {
           {"in_flight_call", p.in_flight_call ? json::value(*p.in_flight_call) : nullptr},
           {"updated_at", JsonTime(p.updated_at)}});
     PrintJson(ctx.out(), json::object{{"payments", std::move(a)},
-                                      {"truncated", payments.size() == filter.limit}});
+                                      {"truncated", truncated}});
     return kExitOk;
   }
   if (payments.empty()) {
@@ -339,7 +362,7 @@ int PaymentList(Context& ctx, const Args& args) {
            FormatAge(now - p.updated_at), p.due_at ? Relative(*p.due_at, now) : "-"});
   t.Print(ctx.out());
   ctx.out() << payments.size() << (payments.size() == 1 ? " payment" : " payments")
-            << (payments.size() == filter.limit ? " (--limit reached; more may match)" : "")
+            << (truncated ? " (--limit reached; more may match)" : "")
             << "\n";
   return kExitOk;
 }
@@ -360,6 +383,11 @@ json::value AskDaemon(Context& ctx, const std::string& order, const std::string&
   if (r.status == 404 && ErrorCode(body) == "unknown_order")
     throw Failure("payorchd has no payment for order " + order +
                   " (unknown_order): check the order id");
+  if (r.status == 503 && ErrorCode(body) == "partition_elsewhere")
+    throw Failure("order " + order + " is in partition " +
+                  std::to_string(ctx.PartitionOf(order)) +
+                  ", which another payorchd instance serves: point admin.port (or --set "
+                  "admin.port=...) at that instance (its /admin/ping lists what it holds)");
   if (r.status != 202 && r.status != 200) Unexpected(order, r);
   return body;
 }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../bus/bus_test_util.hpp"
+#include "config/config.hpp"
 #include "ctl/ctl.hpp"
 #include "domain/decide.hpp"
 #include "store/store.hpp"
@@ -236,10 +237,22 @@ class CtlFixture {
       << "dead_letter_exchange = \"" << t.dead_letter_exchange << "\"\n"
       << "dead_letter_queue = \"" << t.dead_letter_queue << "\"\n"
       << "payments_exchange = \"" << t.payments_exchange << "\"\n"
+      << "partitions = " << partitions_ << "\n"
       << "[admin]\nport = " << admin_port << "\n";
   }
 
+  // A partitioned deployment: a store per partition (p0.db, p1.db, ...).
+  void UsePartitions(uint32_t partitions, const bus::BusConfig& bus = {}) {
+    partitions_ = partitions;
+    store_path_ = dir_.File("p{partition}.db");
+    WriteConfig(bus, 8081);
+    for (uint32_t p = 0; p < partitions; ++p) (void)OpenStore(p);
+  }
+
   store::Store OpenStore() { return store::Store::Open(store_path_); }
+  store::Store OpenStore(uint32_t partition) {
+    return store::Store::Open(config::PartitionStorePath(store_path_, partition));
+  }
 
   // payorchctl in-process with --config.
   Result Ctl(std::vector<std::string> args, const CtlOptions& options = {}) {
@@ -280,6 +293,7 @@ class CtlFixture {
   TempDir dir_;
   std::string config_path_;
   std::string store_path_;
+  uint32_t partitions_ = 1;
 };
 
 // Decides `event` on `payment` (empty when new) and commits it as payorchd does.

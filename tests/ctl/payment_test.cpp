@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "ctl/admin_client.hpp"
+#include "domain/partition.hpp"
 #include "ctl_test_util.hpp"
 
 namespace payorch::ctl::testing {
@@ -121,6 +122,54 @@ TEST_F(PaymentTest, ListFiltersByStateAgeAndDoubt) {
   EXPECT_EQ(bad.code, 2);
   EXPECT_THAT(bad.err, HasSubstr("awaiting_payer"));
   EXPECT_EQ(fixture_.Process({"payment", "list", "--older-than", "soon"}).code, 2);
+}
+
+// Partitioned (issue 13): show finds an order in its partition's store, list merges
+// every partition's payments in one order, and a partition without a store yet is
+// named.
+TEST(PartitionedPaymentTest, ShowFindsTheOrdersPartitionAndListMergesThemAll) {
+  CtlFixture fixture;
+  fixture.UsePartitions(3);
+  std::map<uint32_t, std::vector<std::string>> by_partition;
+  for (int i = 0; by_partition.size() < 3 || i < 6; ++i) {
+    const std::string order = "order-" + std::to_string(i);
+    const uint32_t p = domain::PartitionOf(order, 3);
+    by_partition[p].push_back(order);
+    auto store = fixture.OpenStore(p);
+    DecideAndCommit(store, Purchase(order, "evt-" + std::to_string(i), 1000 + i),
+                    kNow + std::chrono::minutes(i));
+  }
+  const int orders = static_cast<int>(by_partition[0].size() + by_partition[1].size() +
+                                      by_partition[2].size());
+  for (const auto& [p, list] : by_partition) {
+    for (const auto& order : list) {
+      Result r = fixture.Ctl({"payment", "show", order, "-o", "json"});
+      ASSERT_EQ(r.code, 0) << r.err;
+      const json::value v = Json(r);
+      EXPECT_EQ(v.at("order_id").as_string(), order);
+      EXPECT_EQ(v.at("partition").as_int64(), p);
+    }
+  }
+  Result list = fixture.Ctl({"payment", "list", "-o", "json"}, {.now = kNow + 1h});
+  ASSERT_EQ(list.code, 0) << list.err;
+  std::vector<std::string> listed;
+  const json::value listed_json = Json(list);
+  for (const auto& p : listed_json.at("payments").as_array())
+    listed.push_back(std::string(p.at("order_id").as_string()));
+  std::vector<std::string> expected;
+  for (int i = 0; i < orders; ++i) expected.push_back("order-" + std::to_string(i));
+  EXPECT_EQ(listed, expected);  // least recently updated first, across partitions
+  Result limited = fixture.Ctl({"payment", "list", "--limit", "2", "-o", "json"});
+  ASSERT_EQ(limited.code, 0) << limited.err;
+  const json::value limited_json = Json(limited);
+  EXPECT_EQ(limited_json.at("payments").as_array().size(), 2u);
+  EXPECT_TRUE(limited_json.at("truncated").as_bool());
+
+  // A partition no payorchd has served yet has no store: said so.
+  std::filesystem::remove(config::PartitionStorePath(fixture.store_path(), 2));
+  Result gone = fixture.Process({"payment", "show", by_partition[2].front()});
+  EXPECT_EQ(gone.code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("partition 2 has none yet"));
 }
 
 TEST(PaymentAdminTest, SaysPlainlyWhenPayorchdIsNotRunning) {
