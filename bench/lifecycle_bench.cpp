@@ -6,9 +6,14 @@
 // from order event to outcome event per step, payorchd's CPU seconds (and per lifecycle
 // by thread: payorchd names its threads) and peak RSS,
 // and, measured in the same run, the raw broker ceiling (bus_bench --only raw)
-// divided by the four messages a lifecycle needs. Figures only; asserts nothing.
+// divided by the messages a lifecycle needs (four; six partitioned, as the router
+// moves each order event once more). Figures only; asserts nothing.
+// Partitioned (issue 13): --partitions P runs payorchd with P partitions on
+// --instances I processes (instance k prefers the partitions p with p % I == k);
+// --cluster starts a private three-node cluster (scripts/cluster) for the whole
+// run and measures the raw ceiling on it.
 //   lifecycle_bench [--orders N] [--window W] [--runs R] [--batch B] [--commit-delay MS]
-//                   [--skip-raw]
+//                   [--partitions P] [--instances I] [--cluster] [--skip-raw]
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +32,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "kit/cluster.hpp"
 #include "kit/kit.hpp"
 
 namespace {
@@ -40,6 +46,9 @@ struct Options {
   int runs = 3;
   int batch = 256;
   int commit_delay_ms = 0;
+  int partitions = 1;
+  int instances = 1;
+  bool cluster = false;
   bool raw = true;
 };
 
@@ -56,17 +65,47 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   std::string suffix = kit::RandomSuffix();
   std::string dir = (std::filesystem::temp_directory_path() / ("payorch-bench-" + suffix)).string();
   bus::BusConfig bus = kit::UniqueBusConfig(url, suffix);
+  bus.topology.partitions = static_cast<uint32_t>(o.partitions);
+  bus.topology.partitions_exchange = "bench.partitions." + suffix;
   kit::Simulator sim(dir, {"--time-scale", "0.001", "--quiet"});
   kit::BusClient client(bus);
-  kit::DaemonOptions d;
-  d.work_dir = dir;
-  d.bus = bus;
-  d.payex_url = sim.url();
-  d.log_level = "warn";
-  d.overrides = {"engine.max_batch=" + std::to_string(o.batch), "store.quick_check=false",
-                 "engine.commit_delay=" + std::to_string(o.commit_delay_ms) + "ms"};
-  kit::Daemon daemon(d);
-  daemon.Start();
+  std::vector<std::unique_ptr<kit::Daemon>> daemons;
+  for (int k = 0; k < o.instances; ++k) {
+    kit::DaemonOptions d;
+    d.work_dir = o.instances == 1 ? dir : dir + "/i" + std::to_string(k);
+    std::filesystem::create_directories(d.work_dir);
+    d.bus = bus;
+    d.payex_url = sim.url();
+    d.log_level = "warn";
+    d.overrides = {"engine.max_batch=" + std::to_string(o.batch), "store.quick_check=false",
+                   "engine.commit_delay=" + std::to_string(o.commit_delay_ms) + "ms"};
+    if (o.partitions > 1) {
+      std::string prefer;
+      for (int p = k; p < o.partitions; p += o.instances)
+        prefer += (prefer.empty() ? "" : ",") + std::to_string(p);
+      for (std::string s : {"bus.topology.partitions=" + std::to_string(o.partitions),
+                            "bus.topology.partitions_exchange=" + bus.topology.partitions_exchange,
+                            "store.path=" + dir + "/stores/p{partition}/payorch.db",
+                            "instance.prefer=" + prefer})
+        d.overrides.push_back(s);
+    }
+    daemons.push_back(std::make_unique<kit::Daemon>(d));
+    daemons.back()->Start();
+  }
+  // Each instance serves its share before the clock starts.
+  for (auto& daemon : daemons) {
+    bool ready = false;
+    kit::WaitFor(
+        [&] {
+          auto held = daemon->Held(&ready);
+          return ready && held &&
+                 held->size() == static_cast<size_t>(o.partitions / o.instances +
+                                                     (&daemon - &daemons[0] <
+                                                      o.partitions % o.instances));
+        },
+        std::chrono::seconds(30));
+  }
+  kit::Daemon& daemon = *daemons.front();
 
   const std::string msisdn = "+4799999986";  // approves at once, in the POST's answer
   std::mutex mu;
@@ -110,8 +149,20 @@ Run OneRun(const Options& o, const std::string& url, int run) {
     }
   });
 
-  double cpu0 = CpuSeconds(daemon.process().pid());
-  auto threads0 = ThreadCpuSeconds(daemon.process().pid());
+  // CPU of every instance together, by thread name.
+  auto cpu_now = [&] {
+    double s = 0;
+    for (auto& d : daemons) s += CpuSeconds(d->process().pid());
+    return s;
+  };
+  auto threads_now = [&] {
+    std::map<std::string, double> all;
+    for (auto& d : daemons)
+      for (auto& [name, s] : ThreadCpuSeconds(d->process().pid())) all[name] += s;
+    return all;
+  };
+  double cpu0 = cpu_now();
+  auto threads0 = threads_now();
   auto t0 = Clock::now();
   for (int k = 0; k < std::min(o.window, o.orders); ++k) start_order(next++);
   int last = -1;
@@ -130,10 +181,10 @@ Run OneRun(const Options& o, const std::string& url, int run) {
   auto elapsed = Clock::now() - t0;
   r.complete = done >= o.orders;
   r.lifecycles_per_s = done / std::chrono::duration<double>(elapsed).count();
-  r.cpu_s = CpuSeconds(daemon.process().pid()) - cpu0;
-  r.thread_cpu_s = ThreadCpuSeconds(daemon.process().pid());
+  r.cpu_s = cpu_now() - cpu0;
+  r.thread_cpu_s = threads_now();
   for (auto& [name, s] : r.thread_cpu_s) s -= threads0[name];
-  r.rss_mib = PeakRssMiB(daemon.process().pid());
+  for (auto& d : daemons) r.rss_mib = std::max(r.rss_mib, PeakRssMiB(d->process().pid()));
   client.OnEvent(nullptr);
   if (std::getenv("LIFECYCLE_BENCH_METRICS")) {
     std::istringstream m(daemon.Get("/metrics").body);
@@ -141,8 +192,10 @@ Run OneRun(const Options& o, const std::string& url, int run) {
     while (std::getline(m, line))
       if (line[0] != '#' && line.find("_bucket") == std::string::npos) std::printf("  %s\n", line.c_str());
   }
-  auto code = daemon.Term();
-  if (!code || *code != 0) std::fprintf(stderr, "payorchd did not drain cleanly\n");
+  for (auto& d : daemons) {
+    auto code = d->Term();
+    if (!code || *code != 0) std::fprintf(stderr, "payorchd did not drain cleanly\n");
+  }
   std::string ledger;
   if (!sim.LedgerOk(&ledger)) std::fprintf(stderr, "ledger check failed: %s\n", ledger.c_str());
   if (r.complete) {
@@ -193,25 +246,44 @@ int main(int argc, char** argv) {
     else if (a == "--runs") o.runs = next();
     else if (a == "--batch") o.batch = next();
     else if (a == "--commit-delay") o.commit_delay_ms = next();
+    else if (a == "--partitions") o.partitions = next();
+    else if (a == "--instances") o.instances = next();
+    else if (a == "--cluster") o.cluster = true;
     else if (a == "--skip-raw") o.raw = false;
     else {
       std::fprintf(stderr,
                    "usage: lifecycle_bench [--orders N] [--window W] [--runs R] [--batch B] "
-                   "[--commit-delay MS] [--skip-raw]\n");
+                   "[--commit-delay MS] [--partitions P] [--instances I] [--cluster] "
+                   "[--skip-raw]\n");
       return 2;
     }
   }
-  std::string url;
+  if (o.partitions < 1 || o.instances < 1 || (o.instances > 1 && o.partitions < 2)) {
+    std::fprintf(stderr, "--partitions must be at least 1, and at least 2 for --instances > 1\n");
+    return 2;
+  }
+  std::string url, raw_url;
+  std::unique_ptr<kit::Cluster> cluster;
   try {
-    url = kit::BrokerUrl();
+    if (o.cluster) {
+      std::printf("starting a three-node cluster (scripts/cluster)...\n");
+      std::fflush(stdout);
+      cluster = std::make_unique<kit::Cluster>(3);
+      url = cluster->Url();
+      raw_url = cluster->urls().front();
+    } else {
+      url = raw_url = kit::BrokerUrl();
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
   std::printf(
       "lifecycle_bench: %d orders per run, window %d, %d runs, engine.max_batch %d, "
-      "engine.commit_delay %d ms\n",
-      o.orders, o.window, o.runs, o.batch, o.commit_delay_ms);
+      "engine.commit_delay %d ms, %d partition%s on %d instance%s, %s\n",
+      o.orders, o.window, o.runs, o.batch, o.commit_delay_ms, o.partitions,
+      o.partitions == 1 ? "" : "s", o.instances, o.instances == 1 ? "" : "s",
+      o.cluster ? "three-node cluster" : "one broker node");
   std::vector<double> rates, cpu, rss, a50, a99, c50, c99;
   std::map<std::string, std::vector<double>> thread_cpu;
   for (int run = 0; run < o.runs; ++run) {
@@ -252,10 +324,13 @@ int main(int argc, char** argv) {
   for (const auto& [name, v] : thread_cpu) std::printf(" %s %.0f", name.c_str(), Median(v));
   std::printf("\n");
   if (o.raw) {
-    double raw = RawCeiling(url);
-    std::printf("raw broker ceiling (bus_bench --only raw, same machine, now): %.0f msg/s / 4 "
-                "messages per lifecycle = %.0f lifecycles/s; payorchd reaches %.0f%% of it\n",
-                raw, raw / 4, raw > 0 ? 100 * Median(rates) / (raw / 4) : 0);
+    const double raw = RawCeiling(raw_url);
+    const int messages = o.partitions > 1 ? 6 : 4;
+    std::printf("raw broker ceiling (bus_bench --only raw on %s, same machine, now): %.0f msg/s "
+                "/ %d messages per lifecycle = %.0f lifecycles/s; payorchd reaches %.0f%% of "
+                "it\n",
+                o.cluster ? "node 1 of the cluster" : "the broker", raw, messages, raw / messages,
+                raw > 0 ? 100 * Median(rates) / (raw / messages) : 0);
   }
   return 0;
 }

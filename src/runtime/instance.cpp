@@ -170,6 +170,7 @@ class Instance::Impl {
   // any failure is a start-up error (thrown). Partitioned, a failure to start a
   // partition whose lock we hold stops the instance.
   void Take(uint32_t p, bool must) {
+    if (draining_) return;
     auto held = std::make_unique<HeldPartition>();
     held->partition = p;
     held->config = config_;

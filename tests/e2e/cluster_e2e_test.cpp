@@ -31,26 +31,6 @@ using K = domain::EventKind;
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kPartitions = 4;
 
-// The partitions an instance serves, from /admin/ping ("held":[0,1]); nullopt when
-// it does not answer.
-std::optional<std::vector<uint32_t>> Held(const kit::Daemon& d, bool* ready = nullptr) {
-  kit::HttpResult r = kit::HttpCall("127.0.0.1", d.admin_port(), "GET", "/admin/ping", {},
-                                    std::chrono::seconds(2));
-  if (r.status != 200) return std::nullopt;
-  if (ready) *ready = r.body.find("\"ready\":true") != std::string::npos;
-  auto at = r.body.find("\"held\":[");
-  if (at == std::string::npos) return std::nullopt;
-  std::vector<uint32_t> held;
-  std::string list = r.body.substr(at + 8, r.body.find(']', at) - at - 8);
-  for (size_t i = 0; i < list.size();) {
-    size_t comma = list.find(',', i);
-    held.push_back(static_cast<uint32_t>(std::stoul(list.substr(i, comma - i))));
-    if (comma == std::string::npos) break;
-    i = comma + 1;
-  }
-  return held;
-}
-
 std::string Show(const std::optional<std::vector<uint32_t>>& held) {
   if (!held) return "(no answer)";
   std::string s = "[";
@@ -121,7 +101,7 @@ class PartitionedWorld {
     bool ready = false;
     bool ok = kit::WaitFor(
         [&] {
-          held = Held(Instance(name), &ready);
+          held = Instance(name).Held(&ready);
           return held && *held == partitions && (partitions.empty() || ready);
         },
         bound);

@@ -388,6 +388,20 @@ std::optional<double> Daemon::Metric(const std::string& series) const {
   return std::nullopt;
 }
 
+std::optional<std::vector<uint32_t>> Daemon::Held(bool* ready) const {
+  HttpResult r = HttpCall("127.0.0.1", admin_port_, "GET", "/admin/ping", {},
+                          std::chrono::seconds(2));
+  if (r.status != 200) return std::nullopt;
+  if (ready) *ready = r.body.find("\"ready\":true") != std::string::npos;
+  const auto at = r.body.find("\"held\":[");
+  if (at == std::string::npos) return std::nullopt;
+  const auto end = r.body.find(']', at);
+  std::istringstream list(r.body.substr(at + 8, end - at - 8));
+  std::vector<uint32_t> held;
+  for (std::string p; std::getline(list, p, ',');) held.push_back(std::stoul(p));
+  return held;
+}
+
 // ---- order events -----------------------------------------------------------------------
 
 domain::OrderEvent OrderEventOf(const std::string& order, const std::string& id,

@@ -117,6 +117,9 @@ class Daemon {
   std::string log_path() const { return options_.work_dir + "/payorchd.log"; }
   std::string LogTail(size_t lines = 40) const;
   HttpResult Get(const std::string& target) const;
+  // The partitions it serves, from /admin/ping ("held":[0,1]), and whether it is
+  // ready; nullopt when it does not answer.
+  std::optional<std::vector<uint32_t>> Held(bool* ready = nullptr) const;
   // One metric's value from /metrics ("name{labels}" exactly as rendered); nullopt if absent.
   std::optional<double> Metric(const std::string& series) const;
   const DaemonOptions& options() const { return options_; }
