@@ -52,6 +52,9 @@ stops, decided work is committed and acked, confirms are awaited, then exit 0.
 Endpoints: POST <http.callback_base_url>/<order_id>?token=..., GET /healthz, /readyz,
 /metrics on [http]; POST /admin/payments/<order_id>/resolve|republish, GET /admin/ping
 on [admin].
+Partitioned (bus.topology.partitions > 1), it serves the partitions whose stores'
+locks it takes ([instance] partitions, prefer) and takes over the others when their
+holder dies or drains; several payorchd instances share the partitions.
 )";
 
 struct Args {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <optional>
 
 #include <boost/asio/post.hpp>
@@ -77,6 +78,7 @@ class Instance::Impl {
          {"prefer", config_.instance.prefer}});
     for (uint32_t p : prefer_)
       if (std::binary_search(may_serve_.begin(), may_serve_.end(), p)) Take(p, /*must=*/false);
+    if (draining_) return;  // a partition failed to start: the instance is stopping
     router_->Start();
     Poll();
   }
@@ -181,6 +183,17 @@ class Instance::Impl {
           metrics_, metrics::Labels{{"partition", std::to_string(p)}});
     }
     const std::string& path = held->config.store.path;
+    if (!must && !held->config.store.options.create_if_missing &&
+        !std::filesystem::exists(path)) {
+      // Its volume is attached elsewhere (or not yet): never start an empty store
+      // beside the real one. Taken once the store is there and its lock free.
+      if (absent_.insert(p).second)
+        Log(Level::kInfo, "partition.store_absent",
+            {{"partition", std::to_string(p)},
+             {"store", path},
+             {"action", "waiting for it (store.create_if_missing = false)"}});
+      return;
+    }
     const auto t0 = Steady::now();
     try {
       std::filesystem::path dir = std::filesystem::path(path).parent_path();
@@ -303,6 +316,7 @@ class Instance::Impl {
   std::unique_ptr<bus::Router> router_;
   std::vector<std::unique_ptr<HeldPartition>> held_;
   std::map<uint32_t, std::string> holders_;  // the pid last seen holding a partition
+  std::set<uint32_t> absent_;                 // partitions whose store was not there
   std::function<void()> on_stopped_;
   Steady::time_point started_{};
   bool draining_ = false;
