@@ -53,7 +53,13 @@ class PartitionedWorld {
     std::vector<std::string> sargs = {"--time-scale", "0.01"};
     sargs.insert(sargs.end(), sim_args.begin(), sim_args.end());
     sim_ = std::make_unique<kit::Simulator>(dir_.string(), sargs);
-    client_ = std::make_unique<kit::BusClient>(bus_);
+    // The test's own observer (an exclusive, non-durable queue on the payments
+    // exchange) stays on node 1, which no test stops: payment events published
+    // while its node was down would be lost to it, not to payorch. The instances
+    // use every node.
+    bus::BusConfig observer = bus_;
+    observer.url = cluster_->urls().front();
+    client_ = std::make_unique<kit::BusClient>(observer);
   }
 
   ~PartitionedWorld() {
