@@ -323,9 +323,7 @@ int Run(const Args& args) {
 
   // The servers' own counts, read at each scrape.
   metrics.on_collect([&](metrics::Registry& m) {
-    auto up_to = [](metrics::Counter& c, uint64_t total) {
-      if (static_cast<double>(total) > c.value()) c.Inc(static_cast<double>(total) - c.value());
-    };
+    auto up_to = [](metrics::Counter& c, uint64_t total) { c.RaiseTo(static_cast<double>(total)); };
     for (auto [name, server] : {std::pair{"public", &public_server}, {"admin", &admin_server}}) {
       const http::Server::Stats st = server->stats();
       const metrics::Labels l = {{"server", name}};

@@ -220,10 +220,9 @@ class Engine::Impl {
 
   void RegisterMetrics() {
     ctx_.metrics.on_collect([this](metrics::Registry& m) {
-      auto& c = m.counter("payorch_dead_lettered_total",
-                          "Messages moved to the dead-letter queue (undecodable).");
-      const double dead = static_cast<double>(ctx_.ports.source.DeadLettered());
-      if (dead > c.value()) c.Inc(dead - c.value());
+      m.counter("payorch_dead_lettered_total",
+                "Messages moved to the dead-letter queue (undecodable).")
+          .RaiseTo(static_cast<double>(ctx_.ports.source.DeadLettered()));
       m.gauge("payorch_payex_calls_in_flight", "PayEx calls in flight.")
           .Set(static_cast<double>(calls_.in_flight()));
       m.gauge("payorch_payex_calls_queued", "PayEx calls waiting for a slot or the rate limit.")

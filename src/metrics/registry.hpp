@@ -22,6 +22,11 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 class Counter {
  public:
   void Inc(double by = 1);  // by >= 0, else std::invalid_argument (counters only go up)
+  // Up to a total counted elsewhere (a component's own count, read at a scrape);
+  // a smaller total changes nothing.
+  void RaiseTo(double total) {
+    if (total > value_) value_ = total;
+  }
   double value() const { return value_; }
 
  private:

@@ -290,18 +290,15 @@ class Instance::Impl {
 
   void ExportRouter(metrics::Registry& m) {
     const bus::Router::Stats st = router_->GetStats();
-    auto up_to = [](metrics::Counter& c, uint64_t total) {
-      if (static_cast<double>(total) > c.value()) c.Inc(static_cast<double>(total) - c.value());
-    };
-    up_to(m.counter("payorch_router_forwarded_total",
-                    "Order events the router moved to their partition's queue (confirmed)."),
-          st.forwarded);
-    up_to(m.counter("payorch_router_resent_total",
-                    "Copies the router sent again after the broker did not confirm them."),
-          st.resent);
-    up_to(m.counter("payorch_router_dead_lettered_total",
-                    "Undecodable order events the router moved to the dead-letter queue."),
-          st.dead_lettered + st.refused);
+    m.counter("payorch_router_forwarded_total",
+              "Order events the router moved to their partition's queue (confirmed).")
+        .RaiseTo(static_cast<double>(st.forwarded));
+    m.counter("payorch_router_resent_total",
+              "Copies the router sent again after the broker did not confirm them.")
+        .RaiseTo(static_cast<double>(st.resent));
+    m.counter("payorch_router_dead_lettered_total",
+              "Undecodable order events the router moved to the dead-letter queue.")
+        .RaiseTo(static_cast<double>(st.dead_lettered + st.refused));
     m.gauge("payorch_partitions_held", "Partitions this instance serves.")
         .Set(static_cast<double>(Held().size()));
   }

@@ -79,11 +79,8 @@ class PartitionedWorld {
     o.bus = bus_;
     o.payex_url = sim_->url();
     o.log_level = "info";
-    o.overrides = {"payments.first_poll=200ms", "payments.poll_max=500ms",
-                   "payments.confirmation_timeout=4s", "payments.msisdn_timeout=4s",
-                   "payments.slow_poll=1s", "payments.backoff_base=50ms",
-                   "payments.backoff_cap=500ms", "payments.call_watchdog=3s",
-                   "payex.request_timeout=1s", "payex.connect_timeout=500ms",
+    o.overrides = FastTimers();
+    o.overrides.insert(o.overrides.end(), {
                    // A call in doubt that PayEx does not show is sent again only
                    // after this: short, so that a kill costs seconds, not a minute.
                    "payments.transit_horizon=3s",
@@ -91,7 +88,7 @@ class PartitionedWorld {
                    "bus.topology.partitions_exchange=" + bus_.topology.partitions_exchange,
                    "store.path=" + (dir_ / "stores" / "p{partition}" / "payorch.db").string(),
                    "instance.prefer=" + prefer, "instance.standby_delay=" + standby_delay,
-                   "instance.poll_interval=100ms"};
+                   "instance.poll_interval=100ms"});
     auto& slot = instances_[name];
     slot.reset();
     slot = std::make_unique<kit::Daemon>(o);
@@ -99,6 +96,14 @@ class PartitionedWorld {
     return *slot;
   }
   kit::Daemon& Instance(const std::string& name) { return *instances_.at(name); }
+
+  // Instances a (preferring 0,1) and b (2,3), each serving its share.
+  ::testing::AssertionResult StartPair(const std::string& standby_delay) {
+    Start("a", "0,1", standby_delay);
+    Start("b", "2,3", standby_delay);
+    if (auto a = Serves("a", {0, 1}); !a) return a;
+    return Serves("b", {2, 3});
+  }
   kit::Cluster& cluster() { return *cluster_; }
 
   // Waits until instance `name` serves exactly `partitions` and is ready.
@@ -170,29 +175,8 @@ class PartitionedWorld {
     return World::DistinctOf(client_->Events(), order);
   }
 
-  ::testing::AssertionResult SequencesSound() const {
-    std::map<std::string, std::map<uint64_t, std::string>> seen;
-    for (const auto& r : client_->Events()) {
-      auto& slot = seen[r.event.order_id][r.event.sequence];
-      if (!slot.empty() && slot != r.event.event_id)
-        return ::testing::AssertionFailure()
-               << r.event.order_id << " sequence " << r.event.sequence << " has two ids";
-      slot = r.event.event_id;
-    }
-    for (const auto& [order, seqs] : seen) {
-      uint64_t expect = 1;
-      for (const auto& [seq, id] : seqs)
-        if (seq != expect++)
-          return ::testing::AssertionFailure() << order << " has a gap before sequence " << seq;
-    }
-    return ::testing::AssertionSuccess();
-  }
-
-  ::testing::AssertionResult LedgerOk() {
-    std::string body;
-    if (sim_->LedgerOk(&body)) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "simulator ledger: " << body;
-  }
+  ::testing::AssertionResult SequencesSound() const { return SequencesSoundIn(client_->Events()); }
+  ::testing::AssertionResult LedgerOk() { return LedgerOkOf(*sim_); }
 
  private:
   std::unique_ptr<kit::Cluster> cluster_;
@@ -251,10 +235,7 @@ TEST(ClusterE2e, TwoInstancesOneKilledThreeTimesEveryEventAnsweredOnceNothingPai
                       "authorize:drop_after,rate=0.1", "--set", "payer.approve_delay=20s"});
   ASSERT_TRUE(w);
   phase("cluster, simulator and bus client up");
-  w->Start("a", "0,1", "4s");
-  w->Start("b", "2,3", "4s");
-  ASSERT_TRUE(w->Serves("a", {0, 1}));
-  ASSERT_TRUE(w->Serves("b", {2, 3}));
+  ASSERT_TRUE(w->StartPair("4s"));
   // From now on each takes over the other's partitions (the takeover time measured
   // below is not the start-up grace).
   ASSERT_TRUE(kit::WaitFor(
@@ -387,10 +368,7 @@ TEST(ClusterE2e, ABrokerNodeStoppedAndStartedMidRunLosesNothingAndDoesNothingTwi
   auto w = MakeWorld({"--set", "payer.approve_delay=20s"});
   ASSERT_TRUE(w);
   phase("cluster, simulator and bus client up");
-  w->Start("a", "0,1", "10s");
-  w->Start("b", "2,3", "10s");
-  ASSERT_TRUE(w->Serves("a", {0, 1}));
-  ASSERT_TRUE(w->Serves("b", {2, 3}));
+  ASSERT_TRUE(w->StartPair("10s"));
   constexpr int kOrders = 80;
   auto order = [](int i) { return "n-" + std::to_string(i); };
   auto publish = [&](int from, int to) {

@@ -19,6 +19,42 @@
 
 namespace payorch::e2e {
 
+// payorchd's overrides for fast timers: polls and deadlines in hundreds of
+// milliseconds, for a simulator at 1/100 of real time.
+inline std::vector<std::string> FastTimers() {
+  return {"payments.first_poll=200ms", "payments.poll_max=500ms",
+          "payments.confirmation_timeout=4s", "payments.msisdn_timeout=4s",
+          "payments.slow_poll=1s", "payments.backoff_base=50ms",
+          "payments.backoff_cap=500ms", "payments.call_watchdog=3s",
+          "payex.request_timeout=1s", "payex.connect_timeout=500ms"};
+}
+
+// No order has a gap in its sequence, and no two events of an order share a
+// sequence with different ids: exactly one answer per event, by id.
+inline ::testing::AssertionResult SequencesSoundIn(const std::vector<kit::Received>& events) {
+  std::map<std::string, std::map<uint64_t, std::string>> seen;
+  for (const auto& r : events) {
+    auto& slot = seen[r.event.order_id][r.event.sequence];
+    if (!slot.empty() && slot != r.event.event_id)
+      return ::testing::AssertionFailure()
+             << r.event.order_id << " sequence " << r.event.sequence << " has two ids";
+    slot = r.event.event_id;
+  }
+  for (const auto& [order, seqs] : seen) {
+    uint64_t expect = 1;
+    for (const auto& [seq, id] : seqs)
+      if (seq != expect++)
+        return ::testing::AssertionFailure() << order << " has a gap before sequence " << seq;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+inline ::testing::AssertionResult LedgerOkOf(kit::Simulator& sim) {
+  std::string body;
+  if (sim.LedgerOk(&body)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "simulator ledger: " << body;
+}
+
 using namespace std::chrono_literals;
 using domain::EventKind;
 
@@ -64,11 +100,7 @@ class World {
     o.bus = bus_config_;
     o.payex_url = sim_->url();
     o.log_level = "info";
-    o.overrides = {"payments.first_poll=200ms", "payments.poll_max=500ms",
-                   "payments.confirmation_timeout=4s", "payments.msisdn_timeout=4s",
-                   "payments.slow_poll=1s", "payments.backoff_base=50ms",
-                   "payments.backoff_cap=500ms", "payments.call_watchdog=3s",
-                   "payex.request_timeout=1s", "payex.connect_timeout=500ms"};
+    o.overrides = FastTimers();
     o.overrides.insert(o.overrides.end(), daemon_overrides.begin(), daemon_overrides.end());
     daemon_options_ = o;
     daemon_ = std::make_unique<kit::Daemon>(o);
@@ -152,31 +184,8 @@ class World {
     return out;
   }
 
-  // No order has a gap in its sequence, and no two events of an order share a
-  // sequence with different ids: exactly one answer per event, by id.
-  ::testing::AssertionResult SequencesSound() const {
-    std::map<std::string, std::map<uint64_t, std::string>> seen;
-    for (const auto& r : client_->Events()) {
-      auto& slot = seen[r.event.order_id][r.event.sequence];
-      if (!slot.empty() && slot != r.event.event_id)
-        return ::testing::AssertionFailure()
-               << r.event.order_id << " sequence " << r.event.sequence << " has two ids";
-      slot = r.event.event_id;
-    }
-    for (const auto& [order, seqs] : seen) {
-      uint64_t expect = 1;
-      for (const auto& [seq, id] : seqs)
-        if (seq != expect++)
-          return ::testing::AssertionFailure() << order << " has a gap before sequence " << seq;
-    }
-    return ::testing::AssertionSuccess();
-  }
-
-  ::testing::AssertionResult LedgerOk() {
-    std::string body;
-    if (sim_->LedgerOk(&body)) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "simulator ledger: " << body;
-  }
+  ::testing::AssertionResult SequencesSound() const { return SequencesSoundIn(client_->Events()); }
+  ::testing::AssertionResult LedgerOk() { return LedgerOkOf(*sim_); }
 
  private:
   std::string suffix_;
