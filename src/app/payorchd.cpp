@@ -205,7 +205,8 @@ int Run(const Args& args) {
           if (!inst) return reply(Text(503, "starting\n"));
           http::Response r = http::HandleCallback(req, cb, [&](const std::string& order_id) {
             engine::Engine* eng = inst->EngineFor(order_id);
-            if (!eng) return http::HintResult::kElsewhere;
+            if (!eng)
+              return inst->Draining() ? http::HintResult::kStopping : http::HintResult::kElsewhere;
             return eng->OnCallback(order_id) == engine::HintOutcome::kAccepted
                        ? http::HintResult::kAccepted
                        : http::HintResult::kUnknownPayment;
@@ -253,11 +254,19 @@ int Run(const Args& args) {
           engine::EngineStatus s = inst->Status();
           std::string held;
           for (uint32_t p : inst->Held()) held += (held.empty() ? "" : ",") + std::to_string(p);
+          std::string failed;
+          for (const runtime::Instance::Failure& f : inst->Failures())
+            failed += std::string(failed.empty() ? "" : ",") +
+                      "{\"partition\":" + std::to_string(f.partition) +
+                      ",\"attempts\":" + std::to_string(f.attempts) +
+                      ",\"error\":" + JsonString(f.error) +
+                      ",\"retry_in_ms\":" + std::to_string(static_cast<long>(f.retry_in_s * 1000)) +
+                      "}";
           reply(Json(200, "{\"pid\":" + std::to_string(getpid()) +
                               ",\"ready\":" + (s.Ready() ? "true" : "false") +
                               ",\"detail\":" + JsonString(s.detail) +
                               ",\"partitions\":" + std::to_string(inst->partitions()) +
-                              ",\"held\":[" + held + "]}"));
+                              ",\"held\":[" + held + "],\"failed\":[" + failed + "]}"));
           return;
         }
         if (req.path == "/admin/outbox/parked" && req.method == "GET") {
@@ -293,6 +302,11 @@ int Run(const Args& args) {
               Log(Level::kInfo, "admin.request",
                   {{"order_id", order_id}, {"action", action}, {"from", req.remote_address}});
               engine::Engine* eng = inst->EngineFor(order_id);
+              if (!eng && inst->Draining()) {
+                reply(Json(503, "{\"error\":\"stopping\",\"order_id\":" + JsonString(order_id) +
+                                    "}"));
+                return;
+              }
               if (!eng) {
                 reply(Json(503, "{\"error\":\"partition_elsewhere\",\"order_id\":" +
                                     JsonString(order_id) + ",\"partition\":" +

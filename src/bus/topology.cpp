@@ -1,5 +1,8 @@
 #include "bus/topology.hpp"
 
+#include <chrono>
+#include <thread>
+
 #include "bus/amqp_link.hpp"
 
 namespace payorch::bus {
@@ -277,6 +280,15 @@ std::vector<GotMessage> Admin::Peek(const std::string& queue, size_t max) {
     out.push_back(std::move(*m));
   }
   hold.Close();
+  // The broker requeues what the channel held after its close-ok (a quorum queue
+  // through its log): wait, briefly, until they are ready again, so that the next
+  // reader (another peek, a replay) finds the queue as this one did.
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!out.empty() && std::chrono::steady_clock::now() < end) {
+    const auto depth = QueueDepth(queue);
+    if (!depth || *depth >= out.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   return out;
 }
 

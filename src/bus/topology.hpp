@@ -141,7 +141,8 @@ class Admin {
   uint32_t Purge(const std::string& queue);
   // Non-destructive: takes up to `max` messages without acking them on a channel of
   // its own, then closes that channel, so the broker puts them all back in their
-  // order. While it runs, other consumers cannot get the messages it holds.
+  // order, and returns once they are ready again (up to 2 s). While it runs, other
+  // consumers cannot get the messages it holds.
   std::vector<GotMessage> Peek(const std::string& queue, size_t max);
   // A channel of its own in confirm mode, for holding, acking and publishing.
   HoldChannel OpenHold();

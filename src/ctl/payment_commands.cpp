@@ -3,6 +3,7 @@
 // since every change of a payment passes domain::Decide inside the daemon.
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <tuple>
 
 #include <boost/json/array.hpp>
@@ -315,12 +316,22 @@ int PaymentList(Context& ctx, const Args& args) {
   if (auto l = args.Get("--limit")) filter.limit = ParseCount("--limit", *l);
 
   // Every partition's store, merged in the store's own order (least recently
-  // updated first), then cut at the limit.
+  // updated first), then cut at the limit. A partition whose store cannot be read
+  // (its volume attached elsewhere) is reported and the others listed; exit 1.
   std::vector<store::PaymentSummary> payments;
+  std::vector<std::pair<uint32_t, std::string>> unread;
   bool truncated = false;
   for (uint32_t part = 0; part < ctx.Partitions(); ++part) {
-    store::Store store = ctx.OpenStore(/*write=*/false, part);
-    auto some = store.ListPayments(filter);
+    std::optional<store::Store> store;
+    try {
+      store.emplace(ctx.OpenStore(/*write=*/false, part));
+    } catch (const Failure& e) {
+      if (ctx.Partitions() == 1) throw;
+      unread.emplace_back(part, e.what());
+      ctx.err() << "payorchctl: partition " << part << " not listed: " << e.what() << "\n";
+      continue;
+    }
+    auto some = store->ListPayments(filter);
     truncated = truncated || some.size() == filter.limit;
     payments.insert(payments.end(), std::make_move_iterator(some.begin()),
                     std::make_move_iterator(some.end()));
@@ -344,13 +355,19 @@ int PaymentList(Context& ctx, const Args& args) {
           {"doubt_since", JsonTime(p.doubt_since)},
           {"in_flight_call", p.in_flight_call ? json::value(*p.in_flight_call) : nullptr},
           {"updated_at", JsonTime(p.updated_at)}});
-    PrintJson(ctx.out(), json::object{{"payments", std::move(a)},
-                                      {"truncated", truncated}});
-    return kExitOk;
+    json::object o{{"payments", std::move(a)}, {"truncated", truncated}};
+    if (!unread.empty()) {
+      json::array u;
+      for (const auto& [part, error] : unread)
+        u.push_back(json::object{{"partition", part}, {"error", error}});
+      o["unread_partitions"] = std::move(u);
+    }
+    PrintJson(ctx.out(), o);
+    return unread.empty() ? kExitOk : kExitFailure;
   }
   if (payments.empty()) {
-    ctx.out() << "no payments match\n";
-    return kExitOk;
+    ctx.out() << "no payments match" << (unread.empty() ? "" : " in the partitions read") << "\n";
+    return unread.empty() ? kExitOk : kExitFailure;
   }
   Table t({"ORDER", "PHASE", "AUTHORIZED", "CAPTURED", "CANCELLED", "REVERSED", "IN DOUBT",
            "UNCHANGED", "NEXT DUE"});
@@ -363,8 +380,12 @@ int PaymentList(Context& ctx, const Args& args) {
   t.Print(ctx.out());
   ctx.out() << payments.size() << (payments.size() == 1 ? " payment" : " payments")
             << (truncated ? " (--limit reached; more may match)" : "")
+            << (unread.empty() ? ""
+                               : "; " + std::to_string(unread.size()) + " of " +
+                                     std::to_string(ctx.Partitions()) +
+                                     " partitions could not be read")
             << "\n";
-  return kExitOk;
+  return unread.empty() ? kExitOk : kExitFailure;
 }
 
 // --- payment resolve / republish ----------------------------------------------------

@@ -56,6 +56,11 @@ Response HandleCallback(const Request& r, const CallbackOptions& o,
       elsewhere.headers.emplace_back("Retry-After", "1");
       return elsewhere;
     }
+    case HintResult::kStopping: {
+      Response stopping = Refuse(503, "stopping");
+      stopping.headers.emplace_back("Retry-After", "1");
+      return stopping;
+    }
     case HintResult::kAccepted:
       break;
   }

@@ -22,8 +22,9 @@ struct CallbackOptions {
 };
 
 // kElsewhere: a partitioned payorch whose order's partition another instance serves
-// (issue 13); PayEx's retry or the holder's polling reaches the payment.
-enum class HintResult { kAccepted, kUnknownPayment, kElsewhere };
+// (issue 13); PayEx's retry or the holder's polling reaches the payment. kStopping:
+// this payorchd is draining; PayEx's retry reaches the next one.
+enum class HintResult { kAccepted, kUnknownPayment, kElsewhere, kStopping };
 
 // Checks, in this order (each refusal is a small JSON problem {"error":"<reason>"}):
 //   method other than POST            405 method_not_allowed (Allow: POST)
@@ -34,6 +35,7 @@ enum class HintResult { kAccepted, kUnknownPayment, kElsewhere };
 //   body not a JSON object            400 malformed_body
 //   on_hint(order_id) unknown         404 unknown_payment
 //   on_hint(order_id) elsewhere       503 partition_elsewhere (Retry-After: 1)
+//   on_hint(order_id) stopping        503 stopping (Retry-After: 1)
 //   otherwise                         200, empty body
 // on_hint runs only for an authentic callback with a well-formed body. The order
 // id is taken from the raw target (then decoded), so an id containing '/' (sent as

@@ -48,7 +48,7 @@ bool CheckFirst(const config::Config& config) {
 // Three connections to one WAL file: the writer thread commits, the engine thread
 // reads what is committed, the checkpointer copies the WAL back.
 struct Stores {
-  explicit Stores(const config::Config& config) {
+  Stores(const config::Config& config, uint32_t partition) {
     RefuseIfMarkedDamaged(config.store.path);
     store::Options so = config.store.options;
     // A big store is checked beside the engine (IntegrityCheck), not before it.
@@ -64,6 +64,7 @@ struct Stores {
         MarkDamaged(config.store.path, e.what());
       throw;
     }
+    writer->BindPartition(partition, config.bus.topology.partitions);
     store::Options co = so;
     co.quick_check = false;
     co.create_if_missing = false;
@@ -89,9 +90,10 @@ payex::ClientOptions PayexOptions(const config::Config& config) {
 }  // namespace
 
 struct Daemon::Parts {
-  Parts(boost::asio::any_io_executor ex, const config::Config& config, metrics::Registry& metrics)
+  Parts(boost::asio::any_io_executor ex, const config::Config& config, metrics::Registry& metrics,
+        uint32_t partition)
       : options(EngineOptions(config)),
-        stores(config),
+        stores(config, partition),
         clock(ex),
         source(config.bus, clock),
         publisher(config.bus, clock),
@@ -114,10 +116,10 @@ struct Daemon::Parts {
 };
 
 Daemon::Daemon(boost::asio::any_io_executor executor, const config::Config& config,
-               metrics::Registry& metrics) {
+               metrics::Registry& metrics, uint32_t partition) {
   // A broker with an incompatible queue is a start-up error, not a retry loop. A
   // broker that is down is not: the links connect (and declare) when it is back.
-  auto parts = std::make_unique<Parts>(executor, config, metrics);
+  auto parts = std::make_unique<Parts>(executor, config, metrics, partition);
   executor_ = executor;
   store_path_ = config.store.path;
   check_store_ = config.store.options.quick_check;

@@ -7,6 +7,7 @@
 // message naming what to fix; afterwards the engine's contract (engine.hpp).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,8 +28,10 @@ engine::Options EngineOptions(const config::Config& config);
 
 class Daemon {
  public:
+  // `partition`: which of config.bus.topology.partitions the store holds; the store
+  // is bound to it at the first start and refused under any other (BindPartition).
   Daemon(boost::asio::any_io_executor executor, const config::Config& config,
-         metrics::Registry& metrics);
+         metrics::Registry& metrics, uint32_t partition = 0);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;

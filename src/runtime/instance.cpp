@@ -60,7 +60,9 @@ class Instance::Impl {
         poll_(ex) {
     if (partitions_ > 1) {
       router_ = std::make_unique<bus::Router>(config.bus);
-      metrics_.on_collect([this](metrics::Registry& m) { ExportRouter(m); });
+      // A scope without labels: its collector stops when this instance is gone.
+      own_metrics_ = std::make_unique<metrics::Registry>(metrics_, metrics::Labels{});
+      own_metrics_->on_collect([this](metrics::Registry& m) { Export(m); });
     }
   }
 
@@ -78,7 +80,6 @@ class Instance::Impl {
          {"prefer", config_.instance.prefer}});
     for (uint32_t p : prefer_)
       if (std::binary_search(may_serve_.begin(), may_serve_.end(), p)) Take(p, /*must=*/false);
-    if (draining_) return;  // a partition failed to start: the instance is stopping
     router_->Start();
     Poll();
   }
@@ -100,7 +101,7 @@ class Instance::Impl {
   std::vector<engine::Engine*> Engines() {
     std::vector<engine::Engine*> out;
     for (auto& h : held_)
-      if (h->daemon) out.push_back(&h->daemon->engine());
+      if (h->daemon && !h->stopped) out.push_back(&h->daemon->engine());
     return out;
   }
 
@@ -109,7 +110,7 @@ class Instance::Impl {
   std::vector<uint32_t> Held() const {
     std::vector<uint32_t> out;
     for (const auto& h : held_)
-      if (h->daemon) out.push_back(h->partition);
+      if (h->daemon && !h->stopped) out.push_back(h->partition);
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -129,7 +130,7 @@ class Instance::Impl {
     s.fatal = fatal_;
     std::vector<std::string> why;
     for (const auto& h : held_) {
-      if (!h->daemon) continue;
+      if (!h->daemon || h->stopped) continue;
       engine::EngineStatus e = h->daemon->engine().Status();
       s.store_ok = s.store_ok && e.store_ok;
       s.consumer_connected = s.consumer_connected && e.consumer_connected;
@@ -138,6 +139,10 @@ class Instance::Impl {
       s.fatal = s.fatal || e.fatal;
       if (!e.Ready()) why.push_back("partition " + std::to_string(h->partition) + ": " + e.detail);
     }
+    for (const Instance::Failure& f : Failures())
+      why.push_back("partition " + std::to_string(f.partition) + " failed (attempt " +
+                    std::to_string(f.attempts) + ", next in " + Fixed1(f.retry_in_s) +
+                    " s): " + f.error);
     if (Held().empty()) {
       s.store_ok = false;
       why.push_back("standby: holds none of its partitions (" + config_.instance.partitions +
@@ -154,6 +159,22 @@ class Instance::Impl {
   }
 
   bool Fatal() const { return fatal_; }
+  bool Draining() const { return draining_; }
+
+  std::vector<Instance::Failure> Failures() const {
+    std::vector<Instance::Failure> out;
+    const auto now = Steady::now();
+    for (const auto& [p, f] : failed_) {
+      if (Holds(p)) continue;
+      Instance::Failure o;
+      o.partition = p;
+      o.attempts = f.attempts;
+      o.error = f.error;
+      o.retry_in_s = std::max(0.0, std::chrono::duration<double>(f.retry_at - now).count());
+      out.push_back(std::move(o));
+    }
+    return out;
+  }
 
  private:
   engine::Engine* EngineOf(uint32_t p) {
@@ -169,10 +190,12 @@ class Instance::Impl {
   }
 
   // Takes partition p when its lock is free. `must`: unpartitioned, a held lock or
-  // any failure is a start-up error (thrown). Partitioned, a failure to start a
-  // partition whose lock we hold stops the instance.
+  // any failure is a start-up error (thrown). Partitioned, a partition that fails to
+  // start is released and tried again later (Failed).
   void Take(uint32_t p, bool must) {
     if (draining_) return;
+    if (auto f = failed_.find(p); f != failed_.end() && Steady::now() < f->second.retry_at)
+      return;
     auto held = std::make_unique<HeldPartition>();
     held->partition = p;
     held->config = config_;
@@ -210,23 +233,23 @@ class Instance::Impl {
         }
         held->lock.emplace(std::move(*lock));
       }
-      held->daemon.emplace(executor_, held->config,
-                           held->scope ? *held->scope : metrics_);
+      held->daemon.emplace(executor_, held->config, held->scope ? *held->scope : metrics_, p);
     } catch (const std::exception& e) {
       if (must) throw;
-      Log(Level::kError, "partition.start_failed",
-          {{"partition", std::to_string(p)},
-           {"store", path},
-           {"error", e.what()},
-           {"action", "stopping this instance (exit 1); a restart, or another instance, "
-                      "takes the partition again"}});
-      fatal_ = true;
-      Drain();
-      return;
+      Failed(p, "partition.start_failed", e.what());
+      return;  // `held` goes: its half-built daemon, then the lock
     }
     HeldPartition* raw = held.get();
     held_.push_back(std::move(held));
-    raw->daemon->Start([this, raw] { OnStopped(*raw); });
+    try {
+      raw->daemon->Start([this, raw] { OnStopped(*raw); });
+    } catch (const std::exception& e) {
+      if (must) throw;
+      raw->stopped = true;
+      Failed(p, "partition.start_failed", e.what());
+      Release(raw);
+      return;
+    }
     if (partitions_ > 1) {
       auto it = holders_.find(p);
       Log(Level::kInfo, "partition.serving",
@@ -263,10 +286,19 @@ class Instance::Impl {
 
   void OnStopped(HeldPartition& h) {
     h.stopped = true;
+    if (!draining_ && partitions_ > 1) {
+      // An engine that stopped by itself stopped on a fatal error (a damaged store, a
+      // commit that cannot be made): that partition is released and retried later;
+      // the others go on.
+      std::string why = h.daemon->engine().Status().detail;
+      Failed(h.partition, "partition.stopped", why.empty() ? "its engine stopped" : why);
+      Release(&h);
+      return;
+    }
     if (h.daemon->engine().Fatal()) fatal_ = true;
     if (!draining_) {
-      // An engine that stopped by itself stopped on a fatal error: the instance goes
-      // (exit 1), so that its partitions restart as after any crash.
+      // Unpartitioned, an engine that stopped by itself stopped on a fatal error: the
+      // instance goes (exit 1) and its supervisor restarts it.
       Log(Level::kError, "partition.stopped",
           {{"partition", std::to_string(h.partition)},
            {"action", "stopping this instance (exit 1)"}});
@@ -275,6 +307,40 @@ class Instance::Impl {
       return;
     }
     MaybeStopped();
+  }
+
+  // A partition that failed: backs off (1 s doubling to 5 min; the count starts again
+  // after an hour without failing), logs, counts.
+  void Failed(uint32_t p, const char* event, const std::string& error) {
+    const auto now = Steady::now();
+    Failure& f = failed_[p];
+    if (f.attempts > 0 && now - f.last >= std::chrono::hours(1)) f.attempts = 0;
+    f.attempts = std::min(f.attempts + 1, 30);
+    f.last = now;
+    f.error = error;
+    const std::chrono::milliseconds backoff =
+        std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000LL << std::min(f.attempts - 1, 9)),
+                                            std::chrono::minutes(5));
+    f.retry_at = now + backoff;
+    ++failures_total_;
+    Log(Level::kError, event,
+        {{"partition", std::to_string(p)},
+         {"error", error},
+         {"attempt", std::to_string(f.attempts)},
+         {"action", "released it (another instance may take it); serving the other "
+                    "partitions; trying it again in " +
+                        Fixed1(std::chrono::duration<double>(backoff).count()) + " s"}});
+  }
+
+  // Destroys a stopped partition after the current handler (its daemon may be
+  // calling us): its last commit done, then its lock released.
+  void Release(HeldPartition* h) {
+    boost::asio::post(executor_, [this, h] {
+      auto it = std::find_if(held_.begin(), held_.end(),
+                             [h](const auto& owned) { return owned.get() == h; });
+      if (it != held_.end()) held_.erase(it);
+      MaybeStopped();
+    });
   }
 
   void MaybeStopped() {
@@ -288,7 +354,7 @@ class Instance::Impl {
     });
   }
 
-  void ExportRouter(metrics::Registry& m) {
+  void Export(metrics::Registry& m) {
     const bus::Router::Stats st = router_->GetStats();
     m.counter("payorch_router_forwarded_total",
               "Order events the router moved to their partition's queue (confirmed).")
@@ -301,6 +367,12 @@ class Instance::Impl {
         .RaiseTo(static_cast<double>(st.dead_lettered + st.refused));
     m.gauge("payorch_partitions_held", "Partitions this instance serves.")
         .Set(static_cast<double>(Held().size()));
+    m.gauge("payorch_partitions_failed",
+            "Partitions this instance released after a failure and will try again.")
+        .Set(static_cast<double>(Failures().size()));
+    m.counter("payorch_partition_failures_total",
+              "Partitions that failed to start or whose engine stopped on a fatal error.")
+        .RaiseTo(static_cast<double>(failures_total_));
   }
 
   boost::asio::any_io_executor executor_;
@@ -311,6 +383,13 @@ class Instance::Impl {
   const std::vector<uint32_t> prefer_;
   boost::asio::steady_timer poll_;
   std::unique_ptr<bus::Router> router_;
+  struct Failure {
+    int attempts = 0;
+    Steady::time_point last{}, retry_at{};
+    std::string error;
+  };
+  std::map<uint32_t, Failure> failed_;
+  uint64_t failures_total_ = 0;
   std::vector<std::unique_ptr<HeldPartition>> held_;
   std::map<uint32_t, std::string> holders_;  // the pid last seen holding a partition
   std::set<uint32_t> absent_;                 // partitions whose store was not there
@@ -320,6 +399,7 @@ class Instance::Impl {
   bool fatal_ = false;
   bool notified_ = false;
   bool grace_logged_ = false;
+  std::unique_ptr<metrics::Registry> own_metrics_;  // last: its collector reads the above
 };
 
 Instance::Instance(boost::asio::any_io_executor executor, const config::Config& config,
@@ -336,5 +416,7 @@ uint32_t Instance::partitions() const { return impl_->partitions(); }
 std::vector<uint32_t> Instance::Held() const { return impl_->Held(); }
 engine::EngineStatus Instance::Status() const { return impl_->Status(); }
 bool Instance::Fatal() const { return impl_->Fatal(); }
+bool Instance::Draining() const { return impl_->Draining(); }
+std::vector<Instance::Failure> Instance::Failures() const { return impl_->Failures(); }
 
 }  // namespace payorch::runtime

@@ -16,9 +16,18 @@
 //
 // Thread: the io_context's one thread (the daemons' own threads behind them).
 // Errors: Start throws for what stops start-up (the unpartitioned store's lock held
-// elsewhere, a store or topology error). Later, a partition that cannot be started or
-// an engine that stops on a fatal error stops the whole instance (Fatal(); exit 1,
-// the supervisor restarts it and the partitions resume as after any restart).
+// elsewhere, a store or topology error). Unpartitioned, an engine that stops on a
+// fatal error stops the instance (Fatal(); exit 1, the supervisor restarts it).
+// Partitioned, one partition's failure is that partition's alone: a partition that
+// cannot be started (a damaged or foreign store, a topology error) or whose engine
+// stops on a fatal error is released (its lock freed, so another instance may take
+// it) and tried again after a backoff (1 s doubling to 5 min), while the instance
+// goes on serving its other partitions; Failures() lists them.
+//
+// A takeover builds the partition's daemon on this thread: the store is opened (and
+// quick-checked when smaller than store.quick_check_first_mib; a larger one is checked
+// beside) and the topology declared, so the instance's other partitions wait for it
+// (tens of milliseconds on a local disk, see the README's figures).
 #pragma once
 
 #include <cstdint>
@@ -60,6 +69,16 @@ class Instance {
   // Ready: at least one partition held, every held engine ready, the router's links up.
   engine::EngineStatus Status() const;
   bool Fatal() const;
+  bool Draining() const;
+
+  // Partitions released after a failure, waiting for their next attempt.
+  struct Failure {
+    uint32_t partition = 0;
+    int attempts = 0;
+    std::string error;
+    double retry_in_s = 0;
+  };
+  std::vector<Failure> Failures() const;
 
  private:
   class Impl;

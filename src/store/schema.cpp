@@ -147,6 +147,14 @@ INSERT INTO phase_counts (phase, n)
         UNION ALL SELECT 'aborted');
 CREATE INDEX payments_doubt ON payments(doubt_since) WHERE doubt_since IS NOT NULL;
 )sql",
+    // 4: facts about the store itself, one row each: which partition of how many it
+    // holds ('partition' as "N/P", written by payorchd's first start on it).
+    R"sql(
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 
 }  // namespace
@@ -326,6 +334,36 @@ std::optional<std::string> Store::Impl::QuickCheck() {
     what += " " + l + ";";
   }
   return what;
+}
+
+void Store::BindPartition(uint32_t partition, uint32_t partitions) {
+  Impl& im = *impl_;
+  const std::string mine = std::to_string(partition) + "/" + std::to_string(partitions);
+  const char* what = "binding the store to its partition";
+  im.Exec("BEGIN IMMEDIATE", what);
+  try {
+    const auto bound = im.QueryTexts("SELECT value FROM meta WHERE key = 'partition'", what);
+    if (bound.empty()) {
+      const std::string sql = "INSERT INTO meta (key, value) VALUES ('partition', '" + mine + "')";
+      im.Exec(sql.c_str(), what);
+    }
+    im.Exec("COMMIT", what);
+    if (!bound.empty() && bound[0] != mine) {
+      const std::string theirs = bound[0];
+      const auto slash = theirs.find('/');
+      Throw(im.path, ErrorCode::kForeign,
+            "this store holds partition " + theirs.substr(0, slash) + " of " +
+                (slash == std::string::npos ? std::string("?") : theirs.substr(slash + 1)) +
+                ", not partition " + std::to_string(partition) + " of " +
+                std::to_string(partitions) +
+                ": check store.path and bus.topology.partitions (a deployment's partition count "
+                "is fixed; its orders are not moved between partitions)");
+    }
+  } catch (...) {
+    if (sqlite3_get_autocommit(im.db) == 0)
+      sqlite3_exec(im.db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
 }
 
 std::optional<std::string> Store::QuickCheck() {

@@ -209,7 +209,7 @@ struct PaymentSummary {
 class Store {
  public:
   // The schema version this build writes (PRAGMA user_version); one migration each.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens or creates the store, applying missing migrations (one transaction each).
   // Throws StoreError for a corrupt or foreign file, a newer schema, a lock held
@@ -281,6 +281,11 @@ class Store {
   // intact, else what it found. Throws StoreError when it cannot run (or was
   // interrupted).
   std::optional<std::string> QuickCheck();
+  // Records that this store holds `partition` of `partitions` (payorchd, at start),
+  // or throws StoreError kForeign when it was bound to another: a store copied or
+  // mounted under the wrong partition, or a deployment whose partition count changed,
+  // would otherwise serve orders that belong elsewhere.
+  void BindPartition(uint32_t partition, uint32_t partitions);
   // Makes a query running on this connection (QuickCheck) stop soon with an error;
   // the one call that may come from another thread.
   void Interrupt();

@@ -170,6 +170,17 @@ TEST(PartitionedPaymentTest, ShowFindsTheOrdersPartitionAndListMergesThemAll) {
   Result gone = fixture.Process({"payment", "show", by_partition[2].front()});
   EXPECT_EQ(gone.code, 1);
   EXPECT_THAT(gone.err, HasSubstr("partition 2 has none yet"));
+  // list shows the partitions it can read, names the one it cannot, and exits 1.
+  Result partial = fixture.Ctl({"payment", "list", "-o", "json"});
+  EXPECT_EQ(partial.code, 1);
+  EXPECT_THAT(partial.err, HasSubstr("partition 2 not listed"));
+  const json::value partial_json = Json(partial);
+  EXPECT_EQ(partial_json.at("payments").as_array().size(),
+            by_partition[0].size() + by_partition[1].size());
+  EXPECT_EQ(partial_json.at("unread_partitions").as_array().at(0).at("partition").as_int64(), 2);
+  Result table = fixture.Ctl({"payment", "list"});
+  EXPECT_EQ(table.code, 1);
+  EXPECT_THAT(table.out, HasSubstr("1 of 3 partitions could not be read"));
 }
 
 TEST(PaymentAdminTest, SaysPlainlyWhenPayorchdIsNotRunning) {

@@ -44,13 +44,13 @@ TEST(StoreReplaysTest, MigratesAVersionOneStoreAndKeepsItsData) {
   }
   // What a version 1 file looks like: no replay tables.
   Exec(path,
-       "DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
+       "DROP TABLE meta; DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
        " DROP TABLE replays; PRAGMA user_version = 1;");
   ASSERT_EQ(One(path, "PRAGMA user_version"), "1");
 
   auto store = store::Store::Open(path);
   EXPECT_EQ(One(path, "PRAGMA user_version"), std::to_string(store::Store::kSchemaVersion));
-  EXPECT_EQ(store::Store::kSchemaVersion, 3);
+  EXPECT_EQ(store::Store::kSchemaVersion, 4);
   EXPECT_TRUE(store.HasEvent("evt-1"));
   ASSERT_TRUE(store.LoadPayment("order-1").has_value());
   EXPECT_TRUE(store.Replays(10).empty());
@@ -66,7 +66,7 @@ TEST(StoreReplaysTest, AStoreThatWouldNeedAMigrationIsRefusedWhenMigrationIsOff)
     DecideAndCommit(store, Purchase("order-1", "evt-1", 1000), kNow);
   }
   Exec(path,
-       "DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
+       "DROP TABLE meta; DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
        " DROP TABLE replays; PRAGMA user_version = 1;");
   store::Options o;
   o.migrate = false;

@@ -272,7 +272,9 @@ TEST(ClusterE2e, TwoInstancesOneKilledThreeTimesEveryEventAnsweredOnceNothingPai
     const Round& round = rounds[r];
     const std::string& victim = round.victim;
     const std::string& survivor = round.survivor;
-    kit::WaitFor([&] { return w->bus().Count() >= events * (r + 1) / 5; }, 60s);
+    // Mid-run: some answered, the rest still to come.
+    ASSERT_TRUE(kit::WaitFor([&] { return w->bus().Count() >= events * (r + 1) / 5; }, 60s))
+        << w->bus().Count() << " answers";
     takeovers.push_back(KillAndTakeOver(*w, victim, survivor, round.drain));
     phase(victim + (round.drain ? " drained, " : " killed, ") + survivor + " took over");
     w->Start(victim, "all", "0ms");  // a standby now: the survivor holds everything
@@ -332,7 +334,8 @@ TEST(ClusterE2e, EventsOfOneOrderBackToBackKeepTheirOrderWhileAnInstanceIsKilled
       w->Publish(Shipped(order(i), "s" + std::to_string(s), kShipped));
     w->Publish(Cancelled(order(i)));
   }
-  kit::WaitFor([&] { return w->bus().Count() >= w->published().size() / 3; }, 60s);
+  ASSERT_TRUE(kit::WaitFor([&] { return w->bus().Count() >= w->published().size() / 3; }, 60s))
+      << w->bus().Count() << " answers";
   phase("published; killing a");
   const double takeover = KillAndTakeOver(*w, "a", "b");
   phase("b took over");
@@ -378,7 +381,8 @@ TEST(ClusterE2e, ABrokerNodeStoppedAndStartedMidRunLosesNothingAndDoesNothingTwi
     }
   };
   publish(0, kOrders / 2);
-  kit::WaitFor([&] { return w->bus().Count() >= w->published().size() / 3; }, 60s);
+  ASSERT_TRUE(kit::WaitFor([&] { return w->bus().Count() >= w->published().size() / 3; }, 60s))
+      << w->bus().Count() << " answers";
   ASSERT_NO_THROW(w->cluster().StopNode(2));
   phase("node 2 stopped");
   publish(kOrders / 2, kOrders);  // while it is down

@@ -14,8 +14,10 @@
 #include <boost/asio/io_context.hpp>
 
 #include "bus/topology.hpp"
+#include "domain/partition.hpp"
 #include "kit/kit.hpp"
 #include "metrics/registry.hpp"
+#include "runtime/store_lock.hpp"
 #include "store/store.hpp"
 
 namespace payorch::runtime {
@@ -89,6 +91,8 @@ TEST_F(InstanceTest, AStandbyTakesThePartitionsOverWhenTheHolderDrains) {
   a->Drain();
   ASSERT_TRUE(RunUntil([&] { return a_stopped; }));
   EXPECT_FALSE(a->Fatal());
+  // Stopped but not gone: its locks are held until its stores are closed.
+  ASSERT_FALSE(RunUntil([&] { return !b.Held().empty(); }, 200ms));
   a.reset();  // its locks go with it, after its last commit
   ASSERT_TRUE(RunUntil([&] { return b.Held() == Held{0, 1}; })) << b.Status().detail;
   EXPECT_NE(b.EngineFor("order-1"), nullptr);
@@ -112,6 +116,38 @@ TEST_F(InstanceTest, APartitionWhoseStoreIsNotThereIsNotStartedEmpty) {
   // Its volume arrives: taken at the next poll.
   (void)store::Store::Open(config::PartitionStorePath(config_.store.path, 1));
   ASSERT_TRUE(RunUntil([&] { return a.Held() == Held{0, 1}; }));
+  EXPECT_FALSE(a.Fatal());
+  a.Drain();
+  EXPECT_TRUE(RunUntil([&] { return stopped; }));
+}
+
+TEST_F(InstanceTest, APartitionThatFailsIsReleasedAndTriedAgainWhileTheOthersGoOn) {
+  // Partition 1's store was bound to partition 0 (a volume mounted at the wrong place).
+  const std::string p1 = config::PartitionStorePath(config_.store.path, 1);
+  store::Store::Open(p1).BindPartition(0, 2);
+  Instance a(io_.get_executor(), config_, metrics_a_);
+  bool stopped = false;
+  a.Start([&] { stopped = true; });
+  ASSERT_TRUE(RunUntil([&] { return a.Held() == Held{0} && !a.Failures().empty(); }));
+  const Instance::Failure f = a.Failures().at(0);
+  EXPECT_EQ(f.partition, 1u);
+  EXPECT_GE(f.attempts, 1);
+  EXPECT_NE(f.error.find("holds partition 0 of 2"), std::string::npos) << f.error;
+  EXPECT_FALSE(a.Fatal());
+  std::string in_p0 = "order-0";  // an order of partition 0, served meanwhile
+  for (int i = 1; domain::PartitionOf(in_p0, 2) != 0; ++i) in_p0 = "order-" + std::to_string(i);
+  EXPECT_NE(a.EngineFor(in_p0), nullptr);
+  EXPECT_NE(a.Status().detail.find("partition 1 failed"), std::string::npos)
+      << a.Status().detail;
+  // Released: another instance could take it.
+  EXPECT_TRUE(StoreLock::TryAcquire(p1).has_value());
+  const std::string text = metrics_a_.Render();
+  EXPECT_NE(text.find("payorch_partitions_failed 1"), std::string::npos) << text;
+
+  // The operator puts the right store in place: taken at the next attempt.
+  std::filesystem::remove(p1);
+  ASSERT_TRUE(RunUntil([&] { return a.Held() == Held{0, 1}; })) << a.Status().detail;
+  EXPECT_TRUE(a.Failures().empty());
   EXPECT_FALSE(a.Fatal());
   a.Drain();
   EXPECT_TRUE(RunUntil([&] { return stopped; }));

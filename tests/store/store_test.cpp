@@ -131,7 +131,7 @@ TEST_F(StoreTest, CreatesTheSchemaFromNothingAndReopens) {
   EXPECT_EQ(raw.One("PRAGMA user_version"), std::to_string(Store::kSchemaVersion));
   EXPECT_EQ(raw.One("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.Column("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"history", "inbox", "operations", "outbox", "payments",
+            (std::vector<std::string>{"history", "inbox", "meta", "operations", "outbox", "payments",
                                       "phase_counts", "replay_messages", "replays",
                                       "sqlite_sequence"}));
   EXPECT_EQ(raw.Column("SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL"
@@ -359,7 +359,7 @@ TEST_F(StoreTest, CountsPaymentsByPhaseAsCommitsMoveThem) {
   // Schema 2 had no counts: the migration counts the rows once.
   {
     RawDb raw(Path());
-    raw.Exec("DROP TABLE phase_counts; DROP INDEX payments_doubt; PRAGMA user_version = 2;");
+    raw.Exec("DROP TABLE meta; DROP TABLE phase_counts; DROP INDEX payments_doubt; PRAGMA user_version = 2;");
   }
   Store again = Store::Open(Path());
   EXPECT_EQ(counted(again), scanned());
@@ -604,6 +604,29 @@ TEST_F(StoreTest, SomeoneElsesDatabaseIsRefused) {
   ExpectOpenFails(Path(), ErrorCode::kForeign);
   RawDb raw(Path());
   EXPECT_EQ(raw.One("SELECT count(*) FROM sqlite_schema"), "1");
+}
+
+TEST_F(StoreTest, AStoreIsBoundToThePartitionItWasFirstStartedFor) {
+  {
+    Store store = Store::Open(Path());
+    store.BindPartition(2, 4);
+    store.BindPartition(2, 4);  // the same again: fine
+  }
+  Store store = Store::Open(Path());
+  store.BindPartition(2, 4);  // and after a reopen
+  for (auto [partition, partitions] : {std::pair<uint32_t, uint32_t>{1, 4}, {2, 8}, {0, 1}}) {
+    try {
+      store.BindPartition(partition, partitions);
+      ADD_FAILURE() << "bound to " << partition << "/" << partitions;
+    } catch (const StoreError& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kForeign);
+      EXPECT_THAT(e.what(), HasSubstr("holds partition 2 of 4, not partition " +
+                                      std::to_string(partition) + " of " +
+                                      std::to_string(partitions)));
+    }
+  }
+  RawDb raw(Path());
+  EXPECT_EQ(raw.One("SELECT value FROM meta WHERE key = 'partition'"), "2/4");
 }
 
 TEST_F(StoreTest, MissingDirectoriesAndNonFilesAreClearErrors) {
