@@ -284,9 +284,11 @@ std::vector<GotMessage> Admin::Peek(const std::string& queue, size_t max) {
   // through its log): wait, briefly, until they are ready again, so that the next
   // reader (another peek, a replay) finds the queue as this one did.
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  // Ready when it closed: what it held, and what it left behind the last one.
+  const size_t expected = out.empty() ? 0 : out.size() + out.back().remaining;
   while (!out.empty() && std::chrono::steady_clock::now() < end) {
     const auto depth = QueueDepth(queue);
-    if (!depth || *depth >= out.size()) break;
+    if (!depth || *depth >= expected) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return out;

@@ -145,7 +145,23 @@ struct Registry::Family {
 Registry::Registry() = default;
 Registry::Registry(Registry& parent, Labels labels)
     : parent_(&parent), scope_(std::move(labels)), alive_(std::make_shared<bool>(true)) {}
-Registry::~Registry() = default;
+Registry::~Registry() {
+  if (parent_ && !scope_.empty()) parent_->Forget(scope_);
+}
+
+void Registry::Forget(const Labels& labels) {
+  if (parent_) return parent_->Forget(labels);
+  auto carries = [&](const Labels& have) {
+    return std::all_of(labels.begin(), labels.end(), [&](const auto& l) {
+      return std::find(have.begin(), have.end(), l) != have.end();
+    });
+  };
+  for (auto& family : families_) {
+    for (auto it = family->by_labels.begin(); it != family->by_labels.end();)
+      it = carries(it->first) ? family->by_labels.erase(it) : std::next(it);
+    std::erase_if(family->series, [&](const auto& s) { return carries(s->labels); });
+  }
+}
 
 Labels Registry::Scoped(const Labels& labels) const {
   Labels all = scope_;
@@ -225,19 +241,24 @@ Histogram& Registry::histogram(std::string_view name, std::string_view help,
 
 void Registry::on_collect(std::function<void(Registry&)> f) {
   if (parent_) {
+    Registry* root = parent_;
+    while (root->parent_) root = root->parent_;
     std::weak_ptr<bool> alive = alive_;
-    parent_->on_collect([this, alive, f = std::move(f)](Registry&) {
-      if (alive.lock()) f(*this);
-    });
+    root->collectors_.push_back(
+        {[this, alive, f = std::move(f)](Registry&) {
+           if (alive.lock()) f(*this);
+         },
+         alive, true});
     return;
   }
-  collectors_.push_back(std::move(f));
+  collectors_.push_back({std::move(f), {}, false});
 }
 
 std::string Registry::Render() {
   if (parent_) return parent_->Render();
+  std::erase_if(collectors_, [](const Collector& c) { return c.scoped && c.alive.expired(); });
   // By index: a collector may register new metrics or collectors.
-  for (std::size_t i = 0; i < collectors_.size(); ++i) collectors_[i](*this);
+  for (std::size_t i = 0; i < collectors_.size(); ++i) collectors_[i].f(*this);
   std::string out;
   for (const auto& family : families_) {
     if (family->series.empty()) continue;

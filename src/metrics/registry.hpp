@@ -70,8 +70,11 @@ class Registry {
   Registry();
   // A scope of `parent`: every series registered through it gets `labels` first
   // (a partition's engine: {partition="3"}); families, collectors and Render are the
-  // parent's. Its collectors stop running when the scope is destroyed. The parent
-  // must outlive it.
+  // parent's. When the scope is destroyed its collectors go, and so do the series
+  // carrying its labels (a partition released by this process is exported by its
+  // next holder, not here; counters start again from zero if it comes back, which
+  // Prometheus reads as a reset). The parent must outlive it; references to its
+  // series must not.
   Registry(Registry& parent, Labels labels);
   ~Registry();
   Registry(const Registry&) = delete;
@@ -102,7 +105,14 @@ class Registry {
   Series* Existing(std::string_view name, int type, const Labels& labels) const;
   std::vector<std::unique_ptr<Family>> families_;
   std::map<std::string, Family*, std::less<>> by_name_;
-  std::vector<std::function<void(Registry&)>> collectors_;
+  struct Collector {
+    std::function<void(Registry&)> f;
+    std::weak_ptr<bool> alive;  // a scope's; expired: dropped at the next Render
+    bool scoped = false;
+  };
+  std::vector<Collector> collectors_;
+  // Drops every series whose labels include all of `labels` (a scope's, at its end).
+  void Forget(const Labels& labels);
   Labels Scoped(const Labels& labels) const;
   Registry* parent_ = nullptr;
   Labels scope_;

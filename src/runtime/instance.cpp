@@ -165,7 +165,7 @@ class Instance::Impl {
     std::vector<Instance::Failure> out;
     const auto now = Steady::now();
     for (const auto& [p, f] : failed_) {
-      if (Holds(p)) continue;
+      if (!f.pending || Holds(p)) continue;
       Instance::Failure o;
       o.partition = p;
       o.attempts = f.attempts;
@@ -229,6 +229,8 @@ class Instance::Impl {
         auto lock = StoreLock::TryAcquire(path, &holder);
         if (!lock) {
           holders_[p] = holder;
+          // Another instance took it after it failed here: not ours to report.
+          if (auto f = failed_.find(p); f != failed_.end()) f->second.pending = false;
           return;
         }
         held->lock.emplace(std::move(*lock));
@@ -250,6 +252,7 @@ class Instance::Impl {
       Release(raw);
       return;
     }
+    if (auto f = failed_.find(p); f != failed_.end()) f->second.pending = false;
     if (partitions_ > 1) {
       auto it = holders_.find(p);
       Log(Level::kInfo, "partition.serving",
@@ -318,6 +321,7 @@ class Instance::Impl {
     f.attempts = std::min(f.attempts + 1, 30);
     f.last = now;
     f.error = error;
+    f.pending = true;
     const std::chrono::milliseconds backoff =
         std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000LL << std::min(f.attempts - 1, 9)),
                                             std::chrono::minutes(5));
@@ -335,7 +339,8 @@ class Instance::Impl {
   // Destroys a stopped partition after the current handler (its daemon may be
   // calling us): its last commit done, then its lock released.
   void Release(HeldPartition* h) {
-    boost::asio::post(executor_, [this, h] {
+    boost::asio::post(executor_, [this, h, alive = std::weak_ptr<bool>(alive_)] {
+      if (!alive.lock()) return;
       auto it = std::find_if(held_.begin(), held_.end(),
                              [h](const auto& owned) { return owned.get() == h; });
       if (it != held_.end()) held_.erase(it);
@@ -349,8 +354,8 @@ class Instance::Impl {
       if (h->daemon && !h->stopped) return;
     notified_ = true;
     // After the current handler: Drain() may be inside a daemon's callback.
-    boost::asio::post(executor_, [this] {
-      if (on_stopped_) on_stopped_();
+    boost::asio::post(executor_, [this, alive = std::weak_ptr<bool>(alive_)] {
+      if (alive.lock() && on_stopped_) on_stopped_();
     });
   }
 
@@ -384,6 +389,7 @@ class Instance::Impl {
   boost::asio::steady_timer poll_;
   std::unique_ptr<bus::Router> router_;
   struct Failure {
+    bool pending = false;  // released after a failure, not yet served again (by anyone)
     int attempts = 0;
     Steady::time_point last{}, retry_at{};
     std::string error;
@@ -399,6 +405,8 @@ class Instance::Impl {
   bool fatal_ = false;
   bool notified_ = false;
   bool grace_logged_ = false;
+  // Posted handlers run only while this lives.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<metrics::Registry> own_metrics_;  // last: its collector reads the above
 };
 

@@ -167,10 +167,17 @@ TEST(Metrics, ScopesLabelTheirSeriesAndShareTheFamilies) {
             "# HELP in_doubt In doubt.\n# TYPE in_doubt gauge\n"
             "in_doubt{partition=\"0\"} 4\n");
   EXPECT_EQ(collected, 3);
-  // A scope gone (a partition that failed to start): its collectors no longer run.
+  // A scope gone (a partition released): its collectors no longer run, and its
+  // series are no longer exported (its next holder exports them).
   p0.reset();
-  (void)reg.Render();
+  EXPECT_EQ(reg.Render(),
+            "# HELP commits_total Commits.\n# TYPE commits_total counter\n"
+            "commits_total 1\ncommits_total{partition=\"1\",result=\"ok\"} 3\n");
   EXPECT_EQ(collected, 3);
+  // Back again: from zero.
+  Registry again(reg, {{"partition", "0"}});
+  again.counter("commits_total", "Commits.").Inc();
+  EXPECT_NE(reg.Render().find("commits_total{partition=\"0\"} 1\n"), std::string::npos);
   EXPECT_EQ(&p1.counter("commits_total", "Commits.", {{"result", "ok"}}),
             &reg.counter("commits_total", "Commits.", {{"partition", "1"}, {"result", "ok"}}));
 }
