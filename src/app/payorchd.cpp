@@ -356,6 +356,9 @@ int Run(const Args& args) {
                       "http.read_timeout.", l),
             st.timeouts);
     }
+    // What /readyz answers, for alerting (payorch_ready == 0).
+    m.gauge("payorch_ready", "1 when /readyz answers ready (serving), else 0.")
+        .Set(inst && inst->Status().Ready() ? 1 : 0);
   });
 
   int exit_code = 0;

@@ -220,6 +220,22 @@ HttpResult HttpCall(const std::string& host, uint16_t port, const std::string& m
   }
   out.status = std::atoi(resp.c_str() + sp + 1);
   out.body = resp.substr(hdr_end + 4);
+  std::string head = resp.substr(0, hdr_end);
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (head.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
+    // Chunked (Prometheus's API): size line, data, CRLF; until the zero chunk.
+    std::string joined;
+    size_t at = 0;
+    for (;;) {
+      const size_t eol = out.body.find("\r\n", at);
+      if (eol == std::string::npos) break;
+      const size_t size = std::strtoul(out.body.c_str() + at, nullptr, 16);
+      if (size == 0 || eol + 2 + size > out.body.size()) break;
+      joined.append(out.body, eol + 2, size);
+      at = eol + 2 + size + 2;
+    }
+    out.body = std::move(joined);
+  }
   return out;
 }
 
