@@ -182,6 +182,9 @@ int Run(const Args& args) {
   runtime::Instance* inst = nullptr;
 
   http::CallbackOptions cb;
+  // Empty http.callback_base_url: PayEx is sent no callbackUrl and polling alone
+  // drives the payments; no callback path is served.
+  const bool callbacks = !cfg.http.callback_base_url.empty();
   cb.path_prefix = CallbackPrefix(cfg.http.callback_base_url);
   cb.secret = cfg.callback_secret;
   auto log_http = [](std::string_view line) { engine::LogLine(Level::kDebug, line); };
@@ -201,7 +204,7 @@ int Run(const Args& args) {
   http::Server public_server(
       io.get_executor(), public_options, [&](http::Request req, http::Reply reply) {
         const bool fixed = req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics";
-        if (!fixed && req.path.rfind(cb.path_prefix, 0) == 0) {
+        if (!fixed && callbacks && req.path.rfind(cb.path_prefix, 0) == 0) {
           if (!inst) return reply(Text(503, "starting\n"));
           http::Response r = http::HandleCallback(req, cb, [&](const std::string& order_id) {
             engine::Engine* eng = inst->EngineFor(order_id);
@@ -398,7 +401,7 @@ int Run(const Args& args) {
     Log(Level::kInfo, "payorchd.serving",
         {{"http", cfg.http.listen_address + ":" + std::to_string(http_port)},
          {"admin", cfg.admin.listen_address + ":" + std::to_string(admin_port)},
-         {"callback_path", cb.path_prefix},
+         {"callback_path", callbacks ? cb.path_prefix : std::string("none: polling alone")},
          {"pid", std::to_string(getpid())}});
     if (!args.ready_file.empty()) WriteReadyFile(args.ready_file, http_port, admin_port);
   } catch (const std::exception& e) {

@@ -1,6 +1,9 @@
 #include "bus/amqp_link.hpp"
 
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -69,11 +72,9 @@ UrlParts ParseUrl(const std::string& url) {
   amqp_default_connection_info(&info);
   if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK)
     throw std::invalid_argument("bad AMQP URL \"" + RedactUrl(url) +
-                                "\": expected amqp://user:password@host:port/vhost");
-  if (info.ssl)
-    throw std::invalid_argument("AMQP URL \"" + RedactUrl(url) +
-                                "\": amqps (TLS) is not supported by this build");
+                                "\": expected amqp://user:password@host:port/vhost (or amqps://)");
   UrlParts parts;
+  parts.tls = info.ssl != 0;
   parts.host = info.host;
   parts.port = info.port;
   parts.user = info.user;
@@ -93,6 +94,56 @@ std::string RedactUrl(const std::string& url) {
   return url.substr(0, colon + 1) + "***" + url.substr(at);
 }
 
+// --- TLS -------------------------------------------------------------------
+
+namespace {
+
+// A TLS socket that verifies the broker's certificate chain (against bus.tls_ca_file,
+// else the system's trust store) and that it names the URL's host.
+amqp_socket_t* NewTlsSocket(amqp_connection_state_t conn, const BusConfig& config) {
+  amqp_socket_t* s = amqp_ssl_socket_new(conn);
+  if (!s) throw AmqpError("cannot create a TLS socket");
+  amqp_ssl_socket_set_verify_peer(s, 1);
+  amqp_ssl_socket_set_verify_hostname(s, 1);
+  if (!config.tls_ca_file.empty()) {
+    if (amqp_ssl_socket_set_cacert(s, config.tls_ca_file.c_str()) != AMQP_STATUS_OK)
+      throw AmqpError::Tls("cannot read CA certificates from bus.tls_ca_file " +
+                           config.tls_ca_file + " (PEM expected)");
+  } else {
+    auto* ctx = static_cast<SSL_CTX*>(amqp_ssl_socket_get_context(s));
+    if (!ctx || SSL_CTX_set_default_verify_paths(ctx) != 1)
+      throw AmqpError::Tls("cannot load the system's trust store: set bus.tls_ca_file");
+  }
+  if (!config.tls_cert_file.empty() &&
+      amqp_ssl_socket_set_key(s, config.tls_cert_file.c_str(), config.tls_key_file.c_str()) !=
+          AMQP_STATUS_OK)
+    throw AmqpError::Tls("cannot use the client certificate bus.tls_cert_file " +
+                         config.tls_cert_file + " with bus.tls_key_file " + config.tls_key_file +
+                         " (PEM, an unencrypted key that matches the certificate)");
+  return s;
+}
+
+// Why a TLS connect failed, in words that say what to fix.
+std::string TlsWhy(int status, const BusConfig& config, const std::string& host) {
+  const std::string trusted = config.tls_ca_file.empty()
+                                  ? "the system's trust store (or set bus.tls_ca_file)"
+                                  : "bus.tls_ca_file " + config.tls_ca_file;
+  const unsigned long err = ERR_peek_last_error();
+  char detail[256] = "";
+  if (err != 0) ERR_error_string_n(err, detail, sizeof detail);
+  if (status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED ||
+      (err != 0 && ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED))
+    return "the broker's certificate is not signed by a CA in " + trusted + " (" + detail + ")";
+  if (status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
+    return "the broker's certificate does not name the host '" + host +
+           "' of bus.url: connect by a name its certificate carries";
+  return std::string("the TLS handshake failed: ") + (*detail ? detail : ErrorString(status)) +
+         " (does the broker listen for TLS on this port? does it require a client "
+         "certificate, bus.tls_cert_file?)";
+}
+
+}  // namespace
+
 // --- Connection ------------------------------------------------------------
 
 Connection::Connection(const BusConfig& config, const std::string& name) {
@@ -104,6 +155,7 @@ Connection::Connection(const BusConfig& config, const std::string& name) {
   if (urls.empty()) throw AmqpError("no broker URL");
   const size_t first = next.fetch_add(1);
   std::string errors;
+  bool all_tls = true;
   for (size_t i = 0; i < urls.size(); ++i) {
     try {
       Open(config, ParseUrl(urls[(first + i) % urls.size()]), name);
@@ -111,16 +163,27 @@ Connection::Connection(const BusConfig& config, const std::string& name) {
     } catch (const AmqpError& e) {
       if (urls.size() == 1) throw;
       errors += std::string(errors.empty() ? "" : "; ") + e.what();
+      all_tls = all_tls && e.tls();
     }
   }
-  throw AmqpError("no broker of " + std::to_string(urls.size()) + " reachable: " + errors);
+  const std::string what =
+      "no broker of " + std::to_string(urls.size()) + " reachable: " + errors;
+  if (all_tls) throw AmqpError::Tls(what);
+  throw AmqpError(what);
 }
 
 void Connection::Open(const BusConfig& config, const UrlParts& url, const std::string& name) {
   std::string where = url.host + ":" + std::to_string(url.port);
   conn_ = amqp_new_connection();
   if (!conn_) throw AmqpError("out of memory creating an AMQP connection");
-  amqp_socket_t* socket = amqp_tcp_socket_new(conn_);
+  amqp_socket_t* socket = nullptr;
+  try {
+    socket = url.tls ? NewTlsSocket(conn_, config) : amqp_tcp_socket_new(conn_);
+  } catch (const AmqpError&) {
+    amqp_destroy_connection(conn_);
+    throw;
+  }
+  ERR_clear_error();
   if (!socket) {
     amqp_destroy_connection(conn_);
     throw AmqpError("cannot create a TCP socket");
@@ -128,6 +191,11 @@ void Connection::Open(const BusConfig& config, const UrlParts& url, const std::s
   timeval connect_timeout = ToTimeval(config.connect_timeout);
   errno = 0;
   int status = amqp_socket_open_noblock(socket, url.host.c_str(), url.port, &connect_timeout);
+  if (url.tls && status != AMQP_STATUS_OK && status != AMQP_STATUS_SOCKET_ERROR &&
+      status != AMQP_STATUS_TIMEOUT) {
+    amqp_destroy_connection(conn_);
+    throw AmqpError::Tls("TLS to " + where + " failed: " + TlsWhy(status, config, url.host));
+  }
   if (status != AMQP_STATUS_OK) {
     // rabbitmq-c says only "a socket error occurred"; errno tells refused from unreachable.
     std::string why = ErrorString(status);

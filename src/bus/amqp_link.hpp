@@ -33,13 +33,23 @@ class AmqpError : public std::runtime_error {
         channel_level_(channel_level) {}
   uint16_t reply_code() const { return reply_code_; }
   bool channel_level() const { return channel_level_; }
+  // The TLS handshake refused the broker (its certificate, its name) or our files:
+  // a retry cannot fix it.
+  static AmqpError Tls(std::string what) {
+    AmqpError e(std::move(what));
+    e.tls_ = true;
+    return e;
+  }
+  bool tls() const { return tls_; }
 
  private:
   uint16_t reply_code_;
   bool channel_level_;
+  bool tls_ = false;
 };
 
 struct UrlParts {
+  bool tls = false;  // amqps://
   std::string host;
   int port = 5672;
   std::string user;

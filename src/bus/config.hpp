@@ -89,6 +89,13 @@ struct BusConfig {
   // broker's max_message_size (RabbitMQ 3.10: 128 MiB).
   size_t max_message_bytes = 16 * 1024 * 1024;
 
+  // TLS, for amqps:// URLs (ignored for amqp://). The broker's certificate must be
+  // signed by a CA in tls_ca_file (PEM; empty: the system's trust store) and name the
+  // URL's host. A client certificate and its key (PEM) are sent when both are set.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+
   // Both links.
   uint16_t heartbeat_seconds = 30;
   std::chrono::milliseconds connect_timeout{5'000};

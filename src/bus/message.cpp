@@ -237,6 +237,8 @@ std::optional<std::string> BusConfig::Validate() const {
       return std::string("url: ") + e.what();
     }
   }
+  if (tls_cert_file.empty() != tls_key_file.empty())
+    return std::string("tls_cert_file and tls_key_file go together: set both or neither");
   const Topology& t = topology;
   for (const auto& [key, value] : {std::pair{"orders_exchange", &t.orders_exchange},
                                    {"orders_queue", &t.orders_queue},

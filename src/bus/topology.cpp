@@ -136,6 +136,7 @@ void DeclareTopology(const BusConfig& config) {
     Connection c(config, "payorch topology");
     DeclareTopology(c, config.topology);
   } catch (const AmqpError& e) {
+    if (e.tls()) throw TlsError(e.what());
     throw BusError(e.what(), e.reply_code());
   }
 }
@@ -147,6 +148,7 @@ Admin::Admin(const BusConfig& config, const std::string& connection_name) {
     connection_ = std::make_unique<Connection>(config, connection_name);
     connection_->OpenChannel(channel_);
   } catch (const AmqpError& e) {
+    if (e.tls()) throw TlsError(e.what());
     throw BusError(e.what(), e.reply_code());
   } catch (const std::invalid_argument& e) {
     throw BusError(e.what());

@@ -33,6 +33,13 @@ class BusError : public std::runtime_error {
   uint16_t reply_code_;
 };
 
+// TLS refused the broker (its certificate is not trusted or does not name its host)
+// or our own certificate files: a configuration problem, not an outage.
+class TlsError : public BusError {
+ public:
+  using BusError::BusError;
+};
+
 // The broker has a queue or exchange by our name with other arguments or type.
 class TopologyError : public BusError {
  public:

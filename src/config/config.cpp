@@ -29,10 +29,24 @@ ConfigError::ConfigError(std::string file, std::string setting, std::string prob
 
 EnvLookup ProcessEnv() {
   return [](std::string_view name) -> std::optional<std::string> {
-    const char* v = std::getenv(std::string(name).c_str());
-    if (!v) return std::nullopt;
-    return std::string(v);
+    if (const char* v = std::getenv(std::string(name).c_str())) return std::string(v);
+    return SystemdCredential(std::getenv("CREDENTIALS_DIRECTORY"), name);
   };
+}
+
+std::optional<std::string> SystemdCredential(const char* directory, std::string_view name) {
+  if (directory == nullptr || *directory == '\0' || name.find('/') != std::string_view::npos)
+    return std::nullopt;
+  std::ifstream f(std::string(directory) + "/" + std::string(name), std::ios::binary);
+  if (!f) return std::nullopt;
+  std::string value(64 * 1024 + 1, '\0');
+  f.read(value.data(), static_cast<std::streamsize>(value.size()));
+  value.resize(static_cast<size_t>(f.gcount()));
+  if (value.size() > 64 * 1024) return std::nullopt;  // not a secret: never read whole
+  // `echo secret > file` leaves a newline that is not part of the secret.
+  if (!value.empty() && value.back() == '\n') value.pop_back();
+  if (!value.empty() && value.back() == '\r') value.pop_back();
+  return value;
 }
 
 std::optional<milliseconds> ParseDuration(std::string_view text) {
@@ -293,19 +307,22 @@ void TakeSecrets(const std::string& path, Config& c, const EnvLookup& env) {
   if (c.payex.token.empty())
     throw ConfigError(path, "payex.token",
                       std::string(kPayexTokenEnv) +
-                          " is not set: the PayEx bearer token comes only from the environment");
+                          " is not set: the PayEx bearer token comes only from the environment (or "
+                          "a systemd credential of that name)");
   for (char ch : c.payex.token)
     if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f)
       throw ConfigError(path, "payex.token",
                         std::string(kPayexTokenEnv) + " contains spaces or control characters");
 
   c.callback_secret = get(kCallbackSecretEnv);
-  if (c.callback_secret.empty())
+  // Without callbacks (http.callback_base_url empty) no token is made or checked.
+  const bool callbacks = !c.http.callback_base_url.empty();
+  if (c.callback_secret.empty() && callbacks)
     throw ConfigError(path, "callback_secret",
                       std::string(kCallbackSecretEnv) +
                           " is not set: the key of the callback tokens comes only from the "
-                          "environment (e.g. openssl rand -hex 32)");
-  if (c.callback_secret.size() < kMinCallbackSecretBytes)
+                          "environment or a systemd credential (e.g. openssl rand -hex 32)");
+  if (!c.callback_secret.empty() && c.callback_secret.size() < kMinCallbackSecretBytes)
     throw ConfigError(path, "callback_secret",
                       std::string(kCallbackSecretEnv) + " is " +
                           std::to_string(c.callback_secret.size()) + " bytes; at least " +

@@ -129,7 +129,12 @@ class ConfigError : public std::runtime_error {
 
 // Looks up an environment variable; nullopt (or empty) when unset.
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;
+// The process's environment; a name it lacks is then read as a systemd credential
+// ($CREDENTIALS_DIRECTORY/<name>, from LoadCredential= in the unit), if there.
 EnvLookup ProcessEnv();
+// <directory>/<name> without its trailing newline; nullopt when there is no such
+// file or it is larger than 64 KiB.
+std::optional<std::string> SystemdCredential(const char* directory, std::string_view name);
 
 // Reads `path`, applies `overrides` ("section.key=value", in order, after the file),
 // takes the secrets from `env` and validates everything. Throws ConfigError.

@@ -5,6 +5,9 @@
 
 #include <toml.hpp>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -93,7 +96,16 @@ Setting Bool(std::string section, std::string key, Get get) {
           [=](const Config& c) { return std::string(get(c) ? "true" : "false"); }};
 }
 
-enum class StrRule { kAny, kNonEmpty, kName, kHttpUrl, kHttpUrlOrEmpty, kAmqpUrl, kCallbackUrl };
+enum class StrRule {
+  kAny,
+  kNonEmpty,
+  kName,
+  kHttpUrl,
+  kHttpUrlOrEmpty,
+  kAmqpUrl,
+  kCallbackUrl,
+  kReadableFileOrEmpty
+};
 
 template <class Get>
 Setting Str(std::string section, std::string key, Get get, StrRule rule) {
@@ -113,14 +125,20 @@ Setting Str(std::string section, std::string key, Get get, StrRule rule) {
                 if (v.empty()) break;
                 [[fallthrough]];
               case StrRule::kHttpUrl: CheckHttpUrl(v); break;
-              case StrRule::kCallbackUrl: CheckHttpUrl(v, true); break;
+              case StrRule::kCallbackUrl:  // empty: no callbacks, polling alone
+                if (!v.empty()) CheckHttpUrl(v, true);
+                break;
+              case StrRule::kReadableFileOrEmpty:
+                if (!v.empty() && !std::ifstream(v).good())
+                  throw Bad{"cannot read " + Quoted(v) + ": " + std::strerror(errno)};
+                break;
               case StrRule::kAmqpUrl: {  // one, or a cluster's nodes separated by commas
                 const auto urls = bus::BrokerUrls(v);
                 if (urls.empty()) throw Bad{"must not be empty"};
                 for (const std::string& u : urls)
-                  if (!u.starts_with("amqp://"))
+                  if (!u.starts_with("amqp://") && !u.starts_with("amqps://"))
                     throw Bad{Quoted(MaskUrlPassword(u)) +
-                              " must be amqp://user@host:port/vhost (amqps is not supported)"};
+                              " must be amqp://user@host:port/vhost or amqps://... (TLS)"};
                 break;
               }
             }

@@ -48,6 +48,9 @@ const std::vector<Setting>& Settings() {
     s.push_back(Dur(b, "reconnect_min", FIELD(bus.reconnect_min)));
     s.push_back(Dur(b, "reconnect_max", FIELD(bus.reconnect_max)));
     s.push_back(Bool(b, "declare_topology", FIELD(bus.declare_topology)));
+    s.push_back(Str(b, "tls_ca_file", FIELD(bus.tls_ca_file), SR::kReadableFileOrEmpty));
+    s.push_back(Str(b, "tls_cert_file", FIELD(bus.tls_cert_file), SR::kReadableFileOrEmpty));
+    s.push_back(Str(b, "tls_key_file", FIELD(bus.tls_key_file), SR::kReadableFileOrEmpty));
 
     const std::string t = "bus.topology";
     s.push_back(Str(t, "orders_exchange", FIELD(bus.topology.orders_exchange), SR::kName));

@@ -127,6 +127,8 @@ Daemon::Daemon(boost::asio::any_io_executor executor, const config::Config& conf
     bus::DeclareTopology(config.bus);
   } catch (const bus::TopologyError&) {
     throw;
+  } catch (const bus::TlsError&) {
+    throw;  // a wrong CA or host name: a start-up error, not an outage to wait out
   } catch (const bus::BusError& e) {
     Log(Level::kWarn, "bus.unreachable_at_start",
         {{"error", e.what()}, {"action", "starting anyway; the links keep retrying"}});

@@ -3,7 +3,7 @@
 // consumer and publisher, the PayEx client, and Asio's clock and timers, all built
 // from the daemon's configuration. Thread: the io_context's one thread, plus the
 // writer, checkpointer and bus threads behind the ports.
-// Errors: the constructor throws (store, topology, bad configuration) with a
+// Errors: the constructor throws (store, topology, TLS refused, bad configuration) with a
 // message naming what to fix; afterwards the engine's contract (engine.hpp).
 #pragma once
 

@@ -765,9 +765,13 @@ TEST(BusUrlTest, ParsesAndNeverShowsThePassword) {
   EXPECT_EQ(parts.vhost, "orders");
   EXPECT_EQ(detail::ParseUrl("amqp://guest:guest@127.0.0.1:21672/").vhost, "/");
   EXPECT_EQ(detail::RedactUrl("amqp://app:s3cret@host/"), "amqp://app:***@host/");
+  const auto tls = detail::ParseUrl("amqps://app:s3cret@broker.example/");
+  EXPECT_TRUE(tls.tls);
+  EXPECT_EQ(tls.port, 5671);  // AMQPS's port
+  EXPECT_FALSE(parts.tls);
   try {
-    detail::ParseUrl("amqps://app:s3cret@host/");
-    FAIL() << "amqps is not supported";
+    detail::ParseUrl("amqp://app:s3cret@host:port/");
+    FAIL() << "a port that is not a number";
   } catch (const std::invalid_argument& e) {
     EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << e.what();
   }

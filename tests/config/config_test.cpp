@@ -201,6 +201,50 @@ TEST(Config, MissingSecretsNameTheVariable) {
               {"PAYORCH_CALLBACK_SECRET"});
 }
 
+// systemd credentials (LoadCredential=PAYORCH_PAYEX_TOKEN:...): files named as the
+// variables in $CREDENTIALS_DIRECTORY, read when the variable is not set.
+TEST(Config, SecretsComeFromSystemdCredentialsToo) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("payorch_credentials_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "PAYORCH_PAYEX_TOKEN") << kToken << "\n";  // as `echo` writes it
+  std::ofstream(dir / "PAYORCH_CALLBACK_SECRET") << kCallbackSecret;
+  EXPECT_EQ(SystemdCredential(dir.c_str(), "PAYORCH_PAYEX_TOKEN"), kToken);
+  EXPECT_EQ(SystemdCredential(dir.c_str(), "PAYORCH_CALLBACK_SECRET"), kCallbackSecret);
+  EXPECT_EQ(SystemdCredential(dir.c_str(), "PAYORCH_AMQP_PASSWORD"), std::nullopt);
+  EXPECT_EQ(SystemdCredential(nullptr, "PAYORCH_PAYEX_TOKEN"), std::nullopt);
+  EXPECT_EQ(SystemdCredential(dir.c_str(), "../x"), std::nullopt);
+  std::ofstream(dir / "BIG") << std::string(70 * 1024, 'x');
+  EXPECT_EQ(SystemdCredential(dir.c_str(), "BIG"), std::nullopt);
+
+  // Through the process's lookup: the environment first, then the credential.
+  ::unsetenv("PAYORCH_PAYEX_TOKEN");
+  ::unsetenv("PAYORCH_CALLBACK_SECRET");
+  ::setenv("CREDENTIALS_DIRECTORY", dir.c_str(), 1);
+  TempFile file("");
+  const Config c = LoadConfig(file.path(), {}, ProcessEnv());
+  EXPECT_EQ(c.payex.token, kToken);
+  EXPECT_EQ(c.callback_secret, kCallbackSecret);
+  ::setenv("PAYORCH_PAYEX_TOKEN", "from-the-environment", 1);
+  EXPECT_EQ(LoadConfig(file.path(), {}, ProcessEnv()).payex.token, "from-the-environment");
+  ::unsetenv("PAYORCH_PAYEX_TOKEN");
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  std::filesystem::remove_all(dir);
+}
+
+// Polling alone (issue 14): no callback URL, so no callbackUrl is sent and no
+// callback secret is needed.
+TEST(Config, AnEmptyCallbackBaseUrlMeansPollingAloneWithoutASecret) {
+  TempFile file("[http]\ncallback_base_url = \"\"\n");
+  const Config c = LoadConfig(file.path(), {}, Env({{"PAYORCH_PAYEX_TOKEN", kToken}}));
+  EXPECT_EQ(c.http.callback_base_url, "");
+  EXPECT_EQ(c.payex.callback_url_base, "");
+  EXPECT_EQ(c.callback_secret, "");
+  // With callbacks, the secret is still required.
+  ExpectError("", {}, Env({{"PAYORCH_PAYEX_TOKEN", kToken}}), "callback_secret",
+              {"PAYORCH_CALLBACK_SECRET"});
+}
+
 TEST(Config, ShortCallbackSecretIsRefused) {
   ExpectError("", {}, Env({{"PAYORCH_PAYEX_TOKEN", kToken}, {"PAYORCH_CALLBACK_SECRET", "short"}}),
               "callback_secret", {"PAYORCH_CALLBACK_SECRET", "32"});
