@@ -27,6 +27,7 @@
 #include "http/server.hpp"
 #include "metrics/registry.hpp"
 #include "domain/partition.hpp"
+#include "app/reconcile_json.hpp"
 #include "runtime/instance.hpp"
 
 namespace {
@@ -295,14 +296,15 @@ int Run(const Args& args) {
           if (slash != std::string::npos && slash > 0) {
             std::string order_id = rest.substr(0, slash);
             std::string action = rest.substr(slash + 1);
-            if (action == "resolve" || action == "republish") {
-              if (req.method != "POST") {
+            if (action == "resolve" || action == "republish" || action == "reconcile") {
+              const char* method = action == "reconcile" ? "GET" : "POST";
+              if (req.method != method) {
                 http::Response r = Json(405, "{\"error\":\"method_not_allowed\"}");
-                r.headers.emplace_back("Allow", "POST");
+                r.headers.emplace_back("Allow", method);
                 reply(std::move(r));
                 return;
               }
-              Log(Level::kInfo, "admin.request",
+              Log(action == "reconcile" ? Level::kDebug : Level::kInfo, "admin.request",
                   {{"order_id", order_id}, {"action", action}, {"from", req.remote_address}});
               engine::Engine* eng = inst->EngineFor(order_id);
               if (!eng && inst->Draining()) {
@@ -318,7 +320,13 @@ int Run(const Args& args) {
                                     "}"));
                 return;
               }
-              if (action == "resolve") {
+              if (action == "reconcile") {
+                // Answered when PayEx has (the read is the engine's, on this thread).
+                eng->Reconcile(order_id, [order_id, reply](engine::ReconcileOutcome o) {
+                  auto [status, body] = app::ReconcileJson(order_id, o);
+                  reply(Json(status, body));
+                });
+              } else if (action == "resolve") {
                 bool ok = eng->Resolve(order_id) == engine::HintOutcome::kAccepted;
                 reply(ok ? Json(202, "{\"order_id\":" + JsonString(order_id) +
                                          ",\"accepted\":true}")

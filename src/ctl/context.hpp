@@ -65,6 +65,7 @@ class Context {
   Io& io() { return io_; }
   Format format() const { return format_; }
   bool Json() const { return format_ == Format::kJson; }
+  bool Csv() const { return format_ == Format::kCsv; }
   domain::Time Now() const;
   std::optional<std::string> Env(std::string_view name) const;
 
@@ -115,5 +116,7 @@ int PaymentList(Context& ctx, const Args& args);
 int PaymentResolve(Context& ctx, const Args& args);
 int PaymentRepublish(Context& ctx, const Args& args);
 int PaymentParked(Context& ctx, const Args& args);
+int PaymentExport(Context& ctx, const Args& args);
+int Reconcile(Context& ctx, const Args& args);
 
 }  // namespace payorch::ctl

@@ -31,11 +31,15 @@ Payments (the store, and payorchd's admin endpoint):
   payment resolve ORDER    ask payorchd to resolve the payment now (it reads PayEx)
   payment republish ORDER  ask payorchd to publish the payment's events again
   payment parked           payment events the bus refused for good, held for an operator
+  payment export           money operations changed in a window, for finance (-o csv)
+Money against PayEx (payorchd reads PayEx):
+  reconcile                compare payments with PayEx: --since DURATION or --order ID
 
 Options (before or after the command):
   --config FILE            payorchd's configuration (default config/payorch.toml)
   --set section.key=VALUE  override a setting, as payorchd's --set (repeatable)
-  -o, --output FORMAT      table (for people, the default) or json (one document)
+  -o, --output FORMAT      table (for people, the default), json (one document), or
+                           csv (reconcile and payment export)
   -h, --help               this help; after a command, that command's help
 
 payorchctl works while payorchd runs: it reads the store as one more WAL reader,
@@ -148,9 +152,9 @@ died), FILTER, REASON. With ID: that replay and each message it replayed.
   --limit N                at most N replays (default 50)
 )";
 
-constexpr const char* kPaymentHelp = R"(Usage: payorchctl payment show|list|resolve|republish|parked ...
+constexpr const char* kPaymentHelp = R"(Usage: payorchctl payment show|list|resolve|republish|parked|export ...
 
-show and list read the store; resolve, republish and parked ask the running payorchd
+show, list and export read the store; resolve, republish and parked ask the running payorchd
 through its admin endpoint (admin.listen_address, admin.port).
 Run 'payorchctl payment COMMAND --help' for one command.
 )";
@@ -201,6 +205,31 @@ the parked one on; a restart of payorchd tries them again too. Needs payorchd
 running.
 )";
 
+constexpr const char* kReconcileHelp =
+    R"(Usage: payorchctl reconcile --since DURATION | --order ORDER_ID [-o table|json|csv]
+
+Compares payorch's record of each payment changed in the window (or of one order)
+with PayEx's: payorchd reads the payment at PayEx with every transaction
+(GET /admin/payments/ORDER/reconcile on its admin endpoint) and compares the
+authorized, captured, cancelled and reversed amounts, each money operation's
+transaction (by payeeReference and amount), and the payment's state. Lists every
+mismatch; a payment with a call in flight or in doubt is "unsettled" (run again
+later). Progress goes to stderr. Exit 1 when anything mismatched or could not be
+read. Needs payorchd running (it holds the PayEx credentials).
+  --since DURATION         payments changed in this window, e.g. 1h, 24h
+  --order ORDER_ID         one payment
+)";
+
+constexpr const char* kExportHelp =
+    R"(Usage: payorchctl payment export --since DURATION [-o csv|json|table]
+
+For finance: one row per money operation (authorization, capture, cancellation,
+reversal) of the payments changed in the window, from the stores: order,
+PayEx payment, operation, its shipment or refund id, status, amount and VAT
+(minor units), payeeReference, PayEx transaction, when its last call finished.
+CSV per RFC 4180 with a header row.
+)";
+
 constexpr OptionSpec kFilterOptions[] = {
     {"--error", true}, {"--routing-key", true}, {"--order", true}, {"--since", true}};
 
@@ -242,6 +271,8 @@ const std::vector<CommandDef>& Commands() {
       {"payment", "resolve", kResolveHelp, {}, PaymentResolve},
       {"payment", "republish", kRepublishHelp, {}, PaymentRepublish},
       {"payment", "parked", kParkedHelp, {}, PaymentParked},
+      {"payment", "export", kExportHelp, {{"--since", true}}, PaymentExport},
+      {"reconcile", "", kReconcileHelp, {{"--since", true}, {"--order", true}}, Reconcile},
   };
   return commands;
 }
@@ -249,6 +280,7 @@ const std::vector<CommandDef>& Commands() {
 const char* GroupHelp(const std::string& group) {
   if (group == "dlq") return kDlqHelp;
   if (group == "payment") return kPaymentHelp;
+  if (group == "reconcile") return kReconcileHelp;
   return nullptr;
 }
 
@@ -299,10 +331,12 @@ Globals TakeGlobals(const std::vector<std::string>& args) {
     if (!format.empty()) {
       if (format == "json") {
         g.format = Format::kJson;
+      } else if (format == "csv") {
+        g.format = Format::kCsv;
       } else if (format == "table" || format == "text") {
         g.format = Format::kTable;
       } else {
-        throw UsageError("-o " + format + ": the output format is table or json");
+        throw UsageError("-o " + format + ": the output format is table, json or csv");
       }
     }
   }
@@ -571,9 +605,15 @@ int Main(const std::vector<std::string>& argv, Io& io) {
     return kExitUsage;
   }
   const CommandDef* def = nullptr;
+  size_t first_arg = 2;
   if (rest.size() > 1)
     for (const auto& c : Commands())
       if (group == c.group && rest[1] == c.name) def = &c;
+  for (const auto& c : Commands())  // a command of one word: payorchctl reconcile ...
+    if (!def && group == c.group && *c.name == '\0') {
+      def = &c;
+      first_arg = 1;
+    }
   if (!def) {
     if (rest.size() == 1 && g.help) {
       *io.out << group_help;
@@ -586,7 +626,12 @@ int Main(const std::vector<std::string>& argv, Io& io) {
           << group << " --help' for its commands\n";
     return kExitUsage;
   }
-  const std::string command = std::string(def->group) + " " + def->name;
+  const std::string command =
+      std::string(def->group) + (*def->name ? std::string(" ") + def->name : "");
+  if (g.format == Format::kCsv && command != "reconcile" && command != "payment export") {
+    err << "payorchctl " << command << ": -o csv is for reconcile and payment export\n";
+    return kExitUsage;
+  }
   if (g.help) {
     *io.out << def->help;
     return kExitOk;
@@ -594,7 +639,9 @@ int Main(const std::vector<std::string>& argv, Io& io) {
   Context ctx(io, g.config, g.overrides, g.format);
   try {
     Args args =
-        ParseArgs(command, std::vector<std::string>(rest.begin() + 2, rest.end()), def->options);
+        ParseArgs(command, std::vector<std::string>(rest.begin() + static_cast<long>(first_arg),
+                                                    rest.end()),
+                  def->options);
     return def->run(ctx, args);
   } catch (const UsageError& e) {
     err << "payorchctl " << command << ": " << e.what() << "\n";

@@ -17,7 +17,7 @@
 
 namespace payorch::ctl {
 
-enum class Format { kTable, kJson };
+enum class Format { kTable, kJson, kCsv };
 
 // Columns aligned on the widest cell; the last column is not padded.
 class Table {

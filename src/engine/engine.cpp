@@ -106,6 +106,56 @@ class Engine::Impl {
 
   std::vector<ParkedEvent> Parked() const { return relay_.Parked(); }
 
+  void Reconcile(const std::string& order_id, std::function<void(ReconcileOutcome)> done) {
+    using S = ReconcileOutcome::Status;
+    ReconcileOutcome out;
+    if (ctx_.draining || ctx_.fatal) {
+      out.status = S::kStopping;
+      return done(std::move(out));
+    }
+    const domain::Payment* p = decider_.Find(order_id);
+    if (!p) {
+      out.status = S::kUnknownOrder;
+      return done(std::move(out));
+    }
+    if (p->payment_id.empty()) {
+      out.status = S::kNotCreated;
+      out.payment = *p;
+      return done(std::move(out));
+    }
+    domain::PayexCall call;
+    call.kind = domain::OpKind::kRead;
+    call.order_id = order_id;
+    call.payment_id = p->payment_id;
+    call.expand = "authorizations,captures,cancellations,reversals";
+    // What the record was when the read left: a change before its answer (a call's
+    // outcome landing) makes the comparison unsettled, not a mismatch.
+    const domain::Payment before = *p;
+    ctx_.ports.payex.Execute(
+        call, [this, alive = std::weak_ptr<bool>(alive_), order_id, before,
+               done = std::move(done)](domain::PayexResult r) mutable {
+          if (!alive.lock()) return;
+          ReconcileOutcome out;
+          if (r.result != domain::ResultClass::kSuccess || !r.snapshot) {
+            out.status = S::kPayexError;
+            out.error = std::string("PayEx read ") + domain::ResultClassName(r.result) +
+                        (r.problem ? ": " + r.problem->title : std::string());
+            return done(std::move(out));
+          }
+          const domain::Payment* now = decider_.Find(order_id);
+          out.payment = now ? *now : before;
+          out.payex = *r.snapshot;
+          out.result = domain::Reconcile(out.payment, out.payex);
+          if (!now || now->last_call_id != before.last_call_id || now->ops != before.ops ||
+              now->balance != before.balance) {
+            out.result.unsettled = true;
+            out.result.unsettled_why = "the payment changed while PayEx was read";
+            out.result.mismatches.clear();
+          }
+          done(std::move(out));
+        });
+  }
+
   RepublishOutcome Republish(const std::string& order_id) {
     RepublishOutcome out;
     if (!decider_.Find(order_id)) return out;
@@ -245,6 +295,7 @@ class Engine::Impl {
   std::unique_ptr<Timer> drain_timer_;
   Steady drain_deadline_{};
   std::function<void()> on_stopped_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for PayEx reads' answers
 };
 
 Engine::Engine(const Options& options, Ports ports, store::Store& store,
@@ -262,6 +313,11 @@ HintOutcome Engine::Resolve(const std::string& order_id) {
 }
 RepublishOutcome Engine::Republish(const std::string& order_id) {
   return impl_->Republish(order_id);
+}
+
+void Engine::Reconcile(const std::string& order_id,
+                       std::function<void(ReconcileOutcome)> done) {
+  impl_->Reconcile(order_id, std::move(done));
 }
 
 std::vector<ParkedEvent> Engine::Parked() const {

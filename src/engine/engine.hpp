@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/reconcile.hpp"
 #include "engine/options.hpp"
 #include "engine/parked_event.hpp"
 #include "engine/ports.hpp"
@@ -56,6 +57,22 @@ struct EngineCounts {
   size_t publishes_in_flight = 0;
 };
 
+// payorchctl reconcile: payorch's record of one payment against PayEx's.
+struct ReconcileOutcome {
+  enum class Status {
+    kCompared,     // read and compared (result says how it went)
+    kUnknownOrder,
+    kNotCreated,   // no PayEx payment yet: nothing to compare
+    kPayexError,   // PayEx could not be read (error says why)
+    kStopping,     // the engine drains
+  };
+  Status status = Status::kCompared;
+  domain::Payment payment;         // payorch's record, as compared
+  domain::PaymentSnapshot payex;   // PayEx's view
+  domain::Reconciliation result;
+  std::string error;
+};
+
 class Engine {
  public:
   // `store` is the engine thread's connection, for reads; the writer has its own.
@@ -83,6 +100,10 @@ class Engine {
   // payorchctl payment republish: every event of the order is published again with
   // its own id and sequence (consumers deduplicate); recorded in the history.
   RepublishOutcome Republish(const std::string& order_id);
+  // payorchctl reconcile: reads the payment at PayEx now (every transaction) and
+  // compares it with the record (domain::Reconcile); changes nothing. `done` runs on
+  // the engine thread, once, unless the engine is destroyed first.
+  void Reconcile(const std::string& order_id, std::function<void(ReconcileOutcome)> done);
   // Payment events the bus refused for good, one per order (payorchctl payment parked).
   std::vector<ParkedEvent> Parked() const;
 

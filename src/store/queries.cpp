@@ -158,7 +158,7 @@ std::vector<PaymentSummary> Store::ListPayments(const PaymentFilter& filter) {
                   "SELECT order_id, phase, payment_id, authorized, captured, cancelled, reversed,"
                   " due_at, doubt_since, in_flight_call, updated_at FROM payments"
                   " WHERE (?1 IS NULL OR phase = ?1) AND (?2 IS NULL OR updated_at < ?2)"
-                  " AND (?3 = 0 OR doubt_since IS NOT NULL)"
+                  " AND (?3 = 0 OR doubt_since IS NOT NULL) AND (?5 IS NULL OR updated_at >= ?5)"
                   " ORDER BY updated_at, order_id LIMIT ?4");
   const std::string phase = filter.phase ? domain::PhaseName(*filter.phase) : "";
   Run r(s.db, s.path, stmt, "listing payments");
@@ -173,6 +173,11 @@ std::vector<PaymentSummary> Store::ListPayments(const PaymentFilter& filter) {
     r.Null(2);
   }
   r.Int(3, filter.in_doubt ? 1 : 0).Int(4, static_cast<int64_t>(filter.limit));
+  if (filter.updated_since) {
+    r.Int(5, ToMillis(*filter.updated_since));
+  } else {
+    r.Null(5);
+  }
   return ReadRows(r, [](const Run& row) {
     PaymentSummary p;
     p.order_id = row.ColText(0);

@@ -190,6 +190,7 @@ struct ReplayedMessage {
 struct PaymentFilter {
   std::optional<domain::Phase> phase;
   std::optional<domain::Time> updated_before;  // last changed before this time
+  std::optional<domain::Time> updated_since;   // last changed at or after this time
   bool in_doubt = false;                       // only payments with an unresolved doubt
   size_t limit = 1000;
 };

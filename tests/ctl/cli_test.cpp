@@ -64,7 +64,7 @@ TEST(CliTest, UsageErrorsExitTwoAndSayWhatToDo) {
 
   Result format = RunProcess({"-o", "yaml", "dlq", "list"});
   EXPECT_EQ(format.code, 2);
-  EXPECT_THAT(format.err, HasSubstr("table or json"));
+  EXPECT_THAT(format.err, HasSubstr("table, json or csv"));
 
   Result show = RunProcess({"dlq", "show"});
   EXPECT_EQ(show.code, 2);

@@ -4,7 +4,9 @@
 // the same queue at once have the effect of one replay, a dry run changes nothing.
 #include <sys/wait.h>
 
+#include <boost/json.hpp>
 #include <fstream>
+#include <set>
 
 #include "bus/topology.hpp"
 #include "codec/codec.hpp"
@@ -214,6 +216,98 @@ TEST(CtlE2e, ReplaysIntoTheRunningDaemonAreSafeTwoOperatorsActAsOne) {
   }
   EXPECT_TRUE(w.SequencesSound());
   EXPECT_TRUE(w.LedgerOk());
+}
+
+
+// payorchctl reconcile and payment export (issue 14): two captured payments agree
+// with PayEx; the simulator then fails one's capture behind payorch's back
+// (/admin/payments/{id}/force) and reconcile finds exactly that, in every format,
+// exit 1. export lists each money operation with its payeeReference and transaction.
+namespace rjson = boost::json;
+
+// The output without payorchctl's progress lines (stderr shares the file here).
+std::string WithoutProgress(const std::string& out) {
+  std::string kept;
+  size_t at = 0;
+  while (at < out.size()) {
+    size_t end = out.find('\n', at);
+    if (end == std::string::npos) end = out.size();
+    const std::string line = out.substr(at, end - at);
+    if (line.rfind("reconcile: ", 0) != 0) kept += line + "\n";
+    at = end + 1;
+  }
+  return kept;
+}
+
+TEST(CtlE2e, ReconcileFindsWhatPayExChangedBehindPayorchsBack) {
+  World w;
+  for (const char* o : {"r-clean", "r-forced"}) {
+    w.Publish(Purchase(o, 4000));
+    ASSERT_TRUE(w.Expect(o, {K::kAuthorized}));
+    w.Publish(Shipped(o, "s1", 4000));
+    ASSERT_TRUE(w.Expect(o, {K::kAuthorized, K::kCaptured}));
+  }
+  CtlResult agree = Ctl(w, {"reconcile", "--since", "1h", "-o", "json"});
+  ASSERT_EQ(agree.code, 0) << agree.out;
+  EXPECT_NE(agree.out.find("reconcile: 2/2 payments read from PayEx"), std::string::npos)
+      << agree.out;
+  const rjson::value a = rjson::parse(WithoutProgress(agree.out));
+  EXPECT_EQ(a.at("compared").as_int64(), 2);
+  EXPECT_EQ(a.at("mismatched").as_int64(), 0);
+
+  // The simulator fails r-forced's capture (its only capture transaction).
+  const std::string payment_id = w.Distinct("r-forced").at(0).event.payment_id;
+  const rjson::value sim_payment = rjson::parse(
+      w.sim().Admin("GET", "/admin/payments/" + payment_id.substr(payment_id.rfind('/') + 1)).body);
+  std::string capture_tx;
+  for (const auto& t : sim_payment.at("transactions").as_array())
+    if (t.at("type") == "Capture") capture_tx = std::string(t.at("id").as_string());
+  ASSERT_FALSE(capture_tx.empty()) << rjson::serialize(sim_payment);
+  const kit::HttpResult forced = w.sim().Admin(
+      "POST", "/admin/payments/" + payment_id.substr(payment_id.rfind('/') + 1) + "/force",
+      "{\"outcome\":\"Failed\",\"transaction\":\"" +
+          capture_tx.substr(capture_tx.rfind('/') + 1) + "\"}");
+  ASSERT_EQ(forced.status, 200) << forced.body;
+
+  CtlResult found = Ctl(w, {"reconcile", "--since", "1h", "-o", "json"});
+  EXPECT_EQ(found.code, 1) << found.out;
+  const rjson::value f = rjson::parse(WithoutProgress(found.out));
+  EXPECT_EQ(f.at("compared").as_int64(), 2);
+  EXPECT_EQ(f.at("mismatched").as_int64(), 1);
+  std::set<std::string> whats;
+  for (const auto& m : f.at("mismatches").as_array()) {
+    EXPECT_EQ(m.at("order_id"), "r-forced") << rjson::serialize(m);
+    whats.insert(std::string(m.at("what").as_string()));
+  }
+  EXPECT_TRUE(whats.count("captured")) << rjson::serialize(f);
+  bool capture_op = false;
+  for (const auto& w2 : whats) capture_op = capture_op || w2.rfind("capture s1 ", 0) == 0;
+  EXPECT_TRUE(capture_op) << rjson::serialize(f);
+
+  CtlResult table = Ctl(w, {"reconcile", "--since", "1h"});
+  EXPECT_EQ(table.code, 1);
+  EXPECT_NE(table.out.find("2 payments: 2 compared, 1 with mismatches"), std::string::npos)
+      << table.out;
+  CtlResult csv = Ctl(w, {"reconcile", "--since", "1h", "-o", "csv"});
+  EXPECT_EQ(csv.code, 1);
+  EXPECT_NE(csv.out.find("order_id,what,payorch,payex\r\n"), std::string::npos) << csv.out;
+  EXPECT_NE(csv.out.find("r-forced,captured,4000,0\r\n"), std::string::npos) << csv.out;
+  CtlResult one = Ctl(w, {"reconcile", "--order", "r-clean"});
+  EXPECT_EQ(one.code, 0) << one.out;
+  EXPECT_EQ(Ctl(w, {"reconcile"}).code, 2);  // neither --since nor --order
+
+  // Finance's export: authorize and capture of each, with payeeReference and transaction.
+  CtlResult exported = Ctl(w, {"payment", "export", "--since", "1h", "-o", "csv"});
+  ASSERT_EQ(exported.code, 0) << exported.out;
+  EXPECT_NE(exported.out.find("order_id,payment_id,operation,ref,status,amount,vat_amount,"
+                              "payee_reference,transaction,finished_at\r\n"),
+            std::string::npos)
+      << exported.out;
+  size_t captures = 0;
+  for (size_t at = exported.out.find(",capture,s1,done,4000,"); at != std::string::npos;
+       at = exported.out.find(",capture,s1,done,4000,", at + 1))
+    ++captures;
+  EXPECT_EQ(captures, 2u) << exported.out;
 }
 
 }  // namespace

@@ -1,0 +1,125 @@
+#include "domain/reconcile.hpp"
+
+#include <algorithm>
+
+namespace payorch::domain {
+
+namespace {
+
+std::string Amount(int64_t v) { return std::to_string(v); }
+
+const char* PaymentStateText(PaymentState s) {
+  switch (s) {
+    case PaymentState::kReady: return "Ready";
+    case PaymentState::kPending: return "Pending";
+    case PaymentState::kFailed: return "Failed";
+    case PaymentState::kAborted: return "Aborted";
+    case PaymentState::kUnknown: break;
+  }
+  return "unknown";
+}
+
+TxType TxTypeOf(OpKind k) {
+  switch (k) {
+    case OpKind::kCapture: return TxType::kCapture;
+    case OpKind::kCancel: return TxType::kCancellation;
+    case OpKind::kReverse: return TxType::kReversal;
+    default: return TxType::kOther;
+  }
+}
+
+const char* TxTypeText(TxType t) {
+  switch (t) {
+    case TxType::kAuthorization: return "authorization";
+    case TxType::kCapture: return "capture";
+    case TxType::kCancellation: return "cancellation";
+    case TxType::kReversal: return "reversal";
+    case TxType::kOther: break;
+  }
+  return "transaction";
+}
+
+}  // namespace
+
+Reconciliation Reconcile(const Payment& p, const PaymentSnapshot& s) {
+  Reconciliation r;
+  for (const Transaction& t : s.transactions) {
+    if (t.state != TxState::kCompleted) continue;
+    switch (t.type) {
+      case TxType::kAuthorization: r.payex_balance.authorized += t.amount; break;
+      case TxType::kCapture: r.payex_balance.captured += t.amount; break;
+      case TxType::kCancellation: r.payex_balance.cancelled += t.amount; break;
+      case TxType::kReversal: r.payex_balance.reversed += t.amount; break;
+      case TxType::kOther: break;
+    }
+  }
+  if (p.in_flight.call_id != 0) {
+    r.unsettled = true;
+    r.unsettled_why = "a PayEx call is in flight";
+  }
+  for (const Op& op : p.ops) {
+    if (op.status == OpStatus::kInFlight || op.status == OpStatus::kInDoubt ||
+        op.status == OpStatus::kPending) {
+      r.unsettled = true;
+      r.unsettled_why = std::string(OpKindName(op.kind)) + " " + std::to_string(op.id) + " is " +
+                        OpStatusName(op.status);
+    }
+  }
+  if (r.unsettled) return r;
+
+  auto mismatch = [&](std::string what, std::string ours, std::string theirs) {
+    r.mismatches.push_back({std::move(what), std::move(ours), std::move(theirs)});
+  };
+  if (p.payment_id != s.payment_id) mismatch("payment_id", p.payment_id, s.payment_id);
+  const Balance& b = p.balance;
+  const Balance& x = r.payex_balance;
+  if (b.authorized != x.authorized) mismatch("authorized", Amount(b.authorized), Amount(x.authorized));
+  if (b.captured != x.captured) mismatch("captured", Amount(b.captured), Amount(x.captured));
+  if (b.cancelled != x.cancelled) mismatch("cancelled", Amount(b.cancelled), Amount(x.cancelled));
+  if (b.reversed != x.reversed) mismatch("reversed", Amount(b.reversed), Amount(x.reversed));
+
+  // Each money operation payorch holds done, as a Completed transaction at PayEx.
+  for (const Op& op : p.ops) {
+    const TxType type = TxTypeOf(op.kind);
+    if (type == TxType::kOther || op.status != OpStatus::kDone) continue;
+    const std::string name = std::string(OpKindName(op.kind)) +
+                             (op.ref_id.empty() ? "" : " " + op.ref_id) + " (payeeReference " +
+                             op.payee_reference + ")";
+    auto tx = std::find_if(s.transactions.begin(), s.transactions.end(), [&](const Transaction& t) {
+      return t.type == type && t.payee_reference == op.payee_reference;
+    });
+    if (tx == s.transactions.end()) {
+      mismatch(name, "done, " + Amount(op.amount), "no such transaction");
+    } else if (tx->state != TxState::kCompleted) {
+      mismatch(name, "done, " + Amount(op.amount),
+               tx->state == TxState::kFailed ? "Failed" : "not Completed");
+    } else if (op.kind != OpKind::kCancel && tx->amount != op.amount) {
+      mismatch(name, Amount(op.amount), Amount(tx->amount));
+    }
+  }
+  // Each Completed capture, cancellation or reversal at PayEx, as an operation of
+  // payorch's (by payeeReference).
+  for (const Transaction& t : s.transactions) {
+    if (t.state != TxState::kCompleted || t.type == TxType::kAuthorization ||
+        t.type == TxType::kOther)
+      continue;
+    const bool known = std::any_of(p.ops.begin(), p.ops.end(), [&](const Op& op) {
+      return TxTypeOf(op.kind) == t.type && op.payee_reference == t.payee_reference;
+    });
+    if (!known)
+      mismatch(std::string(TxTypeText(t.type)) + " (payeeReference " + t.payee_reference + ")",
+               "not recorded", "Completed, " + Amount(t.amount));
+  }
+  // The payment's own state.
+  const bool payex_ended = s.state == PaymentState::kAborted || s.state == PaymentState::kFailed;
+  if (p.phase == Phase::kAuthorized && payex_ended)
+    mismatch("state", PhaseName(p.phase), PaymentStateText(s.state));
+  if ((p.phase == Phase::kFailed || p.phase == Phase::kAborted) && x.authorized > x.cancelled &&
+      x.authorized > 0 && !payex_ended)
+    mismatch("state", PhaseName(p.phase),
+             std::string(PaymentStateText(s.state)) + ", " + Amount(x.authorized - x.cancelled) +
+                 " reserved");
+  return r;
+}
+
+}  // namespace payorch::domain
