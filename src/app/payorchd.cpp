@@ -28,6 +28,7 @@
 #include "metrics/registry.hpp"
 #include "domain/partition.hpp"
 #include "app/reconcile_json.hpp"
+#include "bus/topology.hpp"
 #include "runtime/instance.hpp"
 
 namespace {
@@ -412,6 +413,12 @@ int Run(const Args& args) {
          {"callback_path", callbacks ? cb.path_prefix : std::string("none: polling alone")},
          {"pid", std::to_string(getpid())}});
     if (!args.ready_file.empty()) WriteReadyFile(args.ready_file, http_port, admin_port);
+  } catch (const bus::TlsError& e) {
+    // The broker's certificate or name refused: the configuration (bus.url,
+    // bus.tls_ca_file) must change; a restart would only fail again (exit 2).
+    Log(Level::kError, "payorchd.start_failed", {{"error", e.what()}});
+    std::cerr << "payorchd: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     Log(Level::kError, "payorchd.start_failed", {{"error", e.what()}});
     std::cerr << "payorchd: " << e.what() << "\n";

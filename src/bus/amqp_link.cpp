@@ -133,7 +133,8 @@ std::string TlsWhy(int status, const BusConfig& config, const std::string& host)
   if (err != 0) ERR_error_string_n(err, detail, sizeof detail);
   if (status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED ||
       (err != 0 && ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED))
-    return "the broker's certificate is not signed by a CA in " + trusted + " (" + detail + ")";
+    return "the broker's certificate is not signed by a CA in " + trusted +
+           (*detail ? std::string(" (") + detail + ")" : std::string());
   if (status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
     return "the broker's certificate does not name the host '" + host +
            "' of bus.url: connect by a name its certificate carries";
@@ -191,10 +192,19 @@ void Connection::Open(const BusConfig& config, const UrlParts& url, const std::s
   timeval connect_timeout = ToTimeval(config.connect_timeout);
   errno = 0;
   int status = amqp_socket_open_noblock(socket, url.host.c_str(), url.port, &connect_timeout);
-  if (url.tls && status != AMQP_STATUS_OK && status != AMQP_STATUS_SOCKET_ERROR &&
-      status != AMQP_STATUS_TIMEOUT) {
-    amqp_destroy_connection(conn_);
-    throw AmqpError::Tls("TLS to " + where + " failed: " + TlsWhy(status, config, url.host));
+  if (url.tls && status != AMQP_STATUS_OK) {
+    // The broker's certificate refused is a configuration problem; anything else (a
+    // name not resolving yet, a reset while the broker restarts) is waited out.
+    const unsigned long err = ERR_peek_last_error();
+    const bool refused = status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED ||
+                         status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED ||
+                         (err != 0 && ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED);
+    if (refused || status == AMQP_STATUS_SSL_CONNECTION_FAILED) {
+      const std::string what = "TLS to " + where + " failed: " + TlsWhy(status, config, url.host);
+      amqp_destroy_connection(conn_);
+      if (refused) throw AmqpError::Tls(what);
+      throw AmqpError(what);
+    }
   }
   if (status != AMQP_STATUS_OK) {
     // rabbitmq-c says only "a socket error occurred"; errno tells refused from unreachable.
@@ -233,7 +243,16 @@ void Connection::Open(const BusConfig& config, const UrlParts& url, const std::s
       &client_properties,
       AMQP_SASL_METHOD_PLAIN, url.user.c_str(), url.password.c_str());
   try {
-    Check(reply, "login to " + where + " vhost " + url.vhost + " as " + url.user);
+    try {
+      Check(reply, "login to " + where + " vhost " + url.vhost + " as " + url.user);
+    } catch (const AmqpError& e) {
+      // TLS 1.3: a broker that wants a client certificate says so after the handshake.
+      if (url.tls && std::string(e.what()).find("SSL") != std::string::npos)
+        throw AmqpError(std::string(e.what()) +
+                        " (the broker closed the TLS connection: does it require a client "
+                        "certificate, bus.tls_cert_file?)");
+      throw;
+    }
     // Messages are sized against kFrameMax (Unpublishable, the dead letters): a
     // broker that grants less would fail their publishes on every attempt.
     const int granted = amqp_get_frame_max(conn_);

@@ -6,6 +6,9 @@
 
 #include <toml.hpp>
 
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -350,7 +353,7 @@ void TakeSecrets(const std::string& path, Config& c, const EnvLookup& env) {
                           std::string(kAmqpPasswordEnv) +
                               " is set but the URL names no user (amqp://user@host:port/vhost)");
       std::string user = authority.substr(0, std::min(authority.find(':'), at));
-      with += (with.empty() ? "" : ",") + url.substr(0, start) + user + ":" + PctEncode(password) +
+      with += (with.empty() ? "" : ",") + url.substr(0, start) + user + ":" + boost::urls::encode(password, boost::urls::unreserved_chars) +
               url.substr(start + at);
     }
     c.bus.url = with;

@@ -47,7 +47,6 @@ milliseconds GetDuration(const Input& in, bool allow_zero);
 std::string CheckHttpUrl(const std::string& url, bool allow_port_zero = false);
 std::optional<std::string> UrlPassword(const std::string& url);
 std::string MaskUrlPassword(const std::string& url);
-std::string PctEncode(std::string_view s);
 std::string ShowString(const std::string& s);
 
 struct Setting {

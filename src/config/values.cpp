@@ -159,21 +159,6 @@ std::string MaskUrlPassword(const std::string& urls) {
   return url.substr(0, colon + 1) + "***" + url.substr(colon + 1 + password->size());
 }
 
-std::string PctEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 // Values that need quotes in a log line are quoted.
 std::string ShowString(const std::string& s) {
   if (s.empty() || s.find_first_of(" \"=\t") != std::string::npos) return Quoted(s);

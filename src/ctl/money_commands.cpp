@@ -155,6 +155,7 @@ int Reconcile(Context& ctx, const Args& args) {
   if (ctx.Csv()) {
     CsvRow(ctx.out(), {"order_id", "what", "payorch", "payex"});
     for (const Row& m : mismatches) CsvRow(ctx.out(), {m.order, m.what, m.payorch, m.payex});
+    for (const auto& [o, why] : unsettled) CsvRow(ctx.out(), {o, "unsettled", why, ""});
     for (const auto& [o, why] : errors) CsvRow(ctx.out(), {o, "not read", "", why});
     return bad ? kExitFailure : kExitOk;
   }

@@ -2,6 +2,7 @@
 // payment resolve/republish ask the running payorchd through its admin endpoint,
 // since every change of a payment passes domain::Decide inside the daemon.
 #include <algorithm>
+#include <cstdio>
 #include <iterator>
 #include <tuple>
 
@@ -16,6 +17,16 @@
 
 namespace payorch::ctl {
 namespace {
+
+// "0.4 ms", "12.0 ms", "1503 ms": a PayEx call's latency from microseconds.
+std::string Millis(int64_t us) {
+  char buf[32];
+  if (us < 1'000'000)
+    std::snprintf(buf, sizeof buf, "%.1f ms", static_cast<double>(us) / 1000);
+  else
+    std::snprintf(buf, sizeof buf, "%lld ms", static_cast<long long>(us / 1000));
+  return buf;
+}
 
 namespace json = boost::json;
 
@@ -181,7 +192,8 @@ int PaymentShow(Context& ctx, const Args& args) {
           {"sent_at", JsonTime(c.sent_at)},
           {"finished_at", JsonTime(c.finished_at)},
           {"result", c.result},
-          {"latency_ms", c.latency_ms ? json::value(*c.latency_ms) : json::value(nullptr)}});
+          {"latency_ms", c.latency_us ? json::value(static_cast<double>(*c.latency_us) / 1000)
+                                      : json::value(nullptr)}});
     o["operations"] = std::move(calls);
     json::array timeline;
     for (const auto& h : history)
@@ -261,7 +273,7 @@ int PaymentShow(Context& ctx, const Args& args) {
     for (const auto& c : operations)
       t.Add({"  #" + std::to_string(c.call_id), std::to_string(c.op_id), c.kind,
              std::to_string(c.amount), c.status, FormatTime(c.sent_at), OrDash(c.result),
-             c.latency_ms ? std::to_string(*c.latency_ms) + " ms" : "-"});
+             c.latency_us ? Millis(*c.latency_us) : "-"});
     t.Print(o);
   }
 

@@ -65,6 +65,13 @@ Reconciliation Reconcile(const Payment& p, const PaymentSnapshot& s) {
                         OpStatusName(op.status);
     }
   }
+  // Phases in which PayEx may move on its own between two reads (the payer
+  // confirming, an abort or authorization under way): not comparable yet.
+  if (p.phase == Phase::kCreating || p.phase == Phase::kAuthorizing ||
+      p.phase == Phase::kAwaitingPayer || p.phase == Phase::kAborting) {
+    r.unsettled = true;
+    r.unsettled_why = std::string("the payment is ") + PhaseName(p.phase);
+  }
   if (r.unsettled) return r;
 
   auto mismatch = [&](std::string what, std::string ours, std::string theirs) {
@@ -82,12 +89,19 @@ Reconciliation Reconcile(const Payment& p, const PaymentSnapshot& s) {
   for (const Op& op : p.ops) {
     const TxType type = TxTypeOf(op.kind);
     if (type == TxType::kOther || op.status != OpStatus::kDone) continue;
+    // A cancel with nothing left to release is done without a call to PayEx.
+    if (op.kind == OpKind::kCancel && op.amount == 0 && op.transaction_id.empty()) continue;
     const std::string name = std::string(OpKindName(op.kind)) +
                              (op.ref_id.empty() ? "" : " " + op.ref_id) + " (payeeReference " +
                              op.payee_reference + ")";
-    auto tx = std::find_if(s.transactions.begin(), s.transactions.end(), [&](const Transaction& t) {
+    // Its Completed transaction, else any with its payeeReference (a Failed one).
+    auto same = [&](const Transaction& t) {
       return t.type == type && t.payee_reference == op.payee_reference;
+    };
+    auto tx = std::find_if(s.transactions.begin(), s.transactions.end(), [&](const Transaction& t) {
+      return same(t) && t.state == TxState::kCompleted;
     });
+    if (tx == s.transactions.end()) tx = std::find_if(s.transactions.begin(), s.transactions.end(), same);
     if (tx == s.transactions.end()) {
       mismatch(name, "done, " + Amount(op.amount), "no such transaction");
     } else if (tx->state != TxState::kCompleted) {
@@ -103,12 +117,15 @@ Reconciliation Reconcile(const Payment& p, const PaymentSnapshot& s) {
     if (t.state != TxState::kCompleted || t.type == TxType::kAuthorization ||
         t.type == TxType::kOther)
       continue;
-    const bool known = std::any_of(p.ops.begin(), p.ops.end(), [&](const Op& op) {
-      return TxTypeOf(op.kind) == t.type && op.payee_reference == t.payee_reference;
+    auto op = std::find_if(p.ops.begin(), p.ops.end(), [&](const Op& o) {
+      return TxTypeOf(o.kind) == t.type && o.payee_reference == t.payee_reference;
     });
-    if (!known)
-      mismatch(std::string(TxTypeText(t.type)) + " (payeeReference " + t.payee_reference + ")",
-               "not recorded", "Completed, " + Amount(t.amount));
+    const std::string name =
+        std::string(TxTypeText(t.type)) + " (payeeReference " + t.payee_reference + ")";
+    if (op == p.ops.end())
+      mismatch(name, "not recorded", "Completed, " + Amount(t.amount));
+    else if (op->status == OpStatus::kFailed)
+      mismatch(name, "failed", "Completed, " + Amount(t.amount));
   }
   // The payment's own state.
   const bool payex_ended = s.state == PaymentState::kAborted || s.state == PaymentState::kFailed;

@@ -186,7 +186,7 @@ struct PayexResult {
   std::optional<Problem> problem;           // definite failures
   std::optional<Transaction> transaction;   // authorize, capture, cancel, reverse
   std::optional<PaymentSnapshot> snapshot;  // create, read, abort
-  int64_t latency_ms = 0;
+  int64_t latency_us = 0;  // sent to answered (set by the engine)
 
   bool operator==(const PayexResult&) const = default;
 };

@@ -118,8 +118,8 @@ void CallExecutor::Finish(std::shared_ptr<Running> run, domain::PayexResult r) {
   const domain::PayexCall& call = run->call;
   r.call_id = call.call_id;
   const Steady took = ctx_.ports.clock.Monotonic() - run->sent;
-  if (r.latency_ms == 0)
-    r.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  if (r.latency_us == 0)
+    r.latency_us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
   const char* op = domain::OpKindName(call.kind);
   const char* outcome = domain::ResultClassName(r.result);
   ctx_.metrics

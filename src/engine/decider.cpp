@@ -96,7 +96,7 @@ Decider::Applied Decider::Apply(const std::string& order_id, const domain::Input
     f.call_id = old_call;
     if (result && result->call_id == old_call) {
       f.result = domain::ResultClassName(result->result);
-      f.latency_ms = result->latency_ms;
+      f.latency_us = result->latency_us;
     } else {
       f.result = "abandoned";
     }

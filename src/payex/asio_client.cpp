@@ -185,7 +185,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
       r.problem = Problem{problem_type::kBadResponse, "client error", e.what(), 0, {}};
     }
     r.call_id = call.call_id;
-    r.latency_ms = MsSince(start);
+    r.latency_us = UsSince(start);
     Log(call, r);
     co_return r;
   }
@@ -228,8 +228,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   }
 
  private:
-  static int64_t MsSince(Clock::time_point start) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  static int64_t UsSince(Clock::time_point start) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
   }
 
   // Sets a read's outcome: its class, problem and latency since `start`.
@@ -237,7 +237,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
   static void Finish(Result& out, Classified c, Clock::time_point start) {
     out.result = c.result;
     out.problem = std::move(c.problem);
-    out.latency_ms = MsSince(start);
+    out.latency_us = UsSince(start);
   }
 
   // GETs the payment resource at `target` and classifies the reply; on success the
@@ -762,7 +762,7 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
       line += " problem_type=" + r.problem->type;
       if (r.problem->status) line += " status=" + std::to_string(r.problem->status);
     }
-    line += " latency_ms=" + std::to_string(r.latency_ms);
+    line += " latency_us=" + std::to_string(r.latency_us);
     opts_.log(line);
   }
 

@@ -4,6 +4,9 @@
 // may be spelled msisdn or mobileNumber. Missing amounts read as 0.
 #include "payex/mapping.hpp"
 
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <limits>
@@ -264,22 +267,6 @@ std::vector<Operation> OperationsFrom(const json::value* v) {
   return ops;
 }
 
-std::string PctEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 // ---- parsing ---------------------------------------------------------------------
@@ -438,8 +425,9 @@ std::string CallbackUrlFor(const ClientOptions& options, const std::string& orde
   if (options.callback_url_base.empty()) return {};
   std::string url = options.callback_url_base;
   if (url.empty() || url.back() != '/') url += '/';
-  url += PctEncode(order_id);
-  if (options.callback_token) url += "?token=" + PctEncode(options.callback_token(order_id));
+  url += boost::urls::encode(order_id, boost::urls::unreserved_chars);
+  if (options.callback_token) url += "?token=" + boost::urls::encode(options.callback_token(order_id),
+                                                             boost::urls::unreserved_chars);
   return url;
 }
 

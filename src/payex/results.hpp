@@ -15,14 +15,14 @@ struct PaymentResult {
   domain::ResultClass result = domain::ResultClass::kSuccess;
   std::optional<domain::Problem> problem;
   std::optional<PaymentResource> payment;
-  int64_t latency_ms = 0;
+  int64_t latency_us = 0;
 };
 
 struct ListResult {
   domain::ResultClass result = domain::ResultClass::kSuccess;
   std::optional<domain::Problem> problem;
   std::vector<domain::Transaction> transactions;
-  int64_t latency_ms = 0;
+  int64_t latency_us = 0;
 };
 
 struct PoolStats {

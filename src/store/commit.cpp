@@ -59,7 +59,7 @@ void Store::Impl::Apply(const Commit& c) {
     // A result for a call that is unknown or already finished (stale) changes nothing.
     Run r = Use(kFinishCall, "finishing the operations row");
     r.Text(1, order).Int(2, static_cast<int64_t>(c.finished->call_id)).Int(3, at);
-    r.Text(4, c.finished->result).Int(5, c.finished->latency_ms).Exec();
+    r.Text(4, c.finished->result).Int(5, c.finished->latency_us).Exec();
   }
   for (const auto& call : c.calls) {
     Run r = Use(kInsertOperation, "writing the operations row");

@@ -48,7 +48,7 @@ enum StmtId {
 
 #define PAYORCH_OPERATION_COLUMNS                                                           \
   "order_id, call_id, op_id, kind, payee_reference, amount, status, sent_at, finished_at, " \
-  "result, latency_ms"
+  "result, COALESCE(latency_us, latency_ms * 1000)"
 
 inline constexpr std::array<const char*, kStmtCount> kSql = {
     "BEGIN IMMEDIATE",
@@ -64,7 +64,8 @@ inline constexpr std::array<const char*, kStmtCount> kSql = {
     " doubt_since = excluded.doubt_since, in_flight_call = excluded.in_flight_call,"
     " updated_at = excluded.updated_at, body = excluded.body",
     "INSERT INTO inbox (event_id, order_id, received_at) VALUES (?1, ?2, ?3)",
-    "UPDATE operations SET status = 'finished', finished_at = ?3, result = ?4, latency_ms = ?5"
+    "UPDATE operations SET status = 'finished', finished_at = ?3, result = ?4,"
+    " latency_ms = ?5 / 1000, latency_us = ?5"
     " WHERE order_id = ?1 AND call_id = ?2 AND finished_at IS NULL",
     "INSERT INTO operations (order_id, call_id, op_id, kind, payee_reference, amount, status,"
     " sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'in_flight', ?7)",

@@ -38,7 +38,7 @@ OperationRow Store::Impl::ReadOperation(const Run& r) {
   row.sent_at = r.ColTime(7);
   row.finished_at = r.ColOptTime(8);
   row.result = r.ColText(9);
-  if (!r.IsNull(10)) row.latency_ms = r.ColInt(10);
+  if (!r.IsNull(10)) row.latency_us = r.ColInt(10);
   return row;
 }
 

@@ -77,7 +77,7 @@ struct Options {
 struct CallFinished {
   uint64_t call_id = 0;
   std::string result;  // domain::ResultClassName(...), or e.g. "abandoned" after a restart
-  int64_t latency_ms = 0;
+  int64_t latency_us = 0;  // the call, sent to answered
 };
 
 // Everything one decision makes durable. Values only (no pointers into the
@@ -127,7 +127,7 @@ struct OperationRow {
   domain::Time sent_at{};
   std::optional<domain::Time> finished_at;
   std::string result;  // CallFinished::result; empty while in flight
-  std::optional<int64_t> latency_ms;
+  std::optional<int64_t> latency_us;  // microseconds
 };
 
 struct HistoryRow {

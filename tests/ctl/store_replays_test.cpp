@@ -44,7 +44,8 @@ TEST(StoreReplaysTest, MigratesAVersionOneStoreAndKeepsItsData) {
   }
   // What a version 1 file looks like: no replay tables.
   Exec(path,
-       "DROP TABLE meta; DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
+       "DROP TABLE meta; ALTER TABLE operations DROP COLUMN latency_us; DROP TABLE phase_counts;"
+       " DROP INDEX payments_doubt; DROP TABLE replay_messages;"
        " DROP TABLE replays; PRAGMA user_version = 1;");
   ASSERT_EQ(One(path, "PRAGMA user_version"), "1");
 
@@ -66,7 +67,8 @@ TEST(StoreReplaysTest, AStoreThatWouldNeedAMigrationIsRefusedWhenMigrationIsOff)
     DecideAndCommit(store, Purchase("order-1", "evt-1", 1000), kNow);
   }
   Exec(path,
-       "DROP TABLE meta; DROP TABLE phase_counts; DROP INDEX payments_doubt; DROP TABLE replay_messages;"
+       "DROP TABLE meta; ALTER TABLE operations DROP COLUMN latency_us; DROP TABLE phase_counts;"
+       " DROP INDEX payments_doubt; DROP TABLE replay_messages;"
        " DROP TABLE replays; PRAGMA user_version = 1;");
   store::Options o;
   o.migrate = false;

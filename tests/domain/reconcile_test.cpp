@@ -113,6 +113,40 @@ TEST(Reconcile, APaymentWithACallInDoubtIsUnsettledNotMismatched) {
   EXPECT_TRUE(r.mismatches.empty());
 }
 
+TEST(Reconcile, ACancelWithNothingLeftIsNotLookedForAtPayEx) {
+  Agreed a;  // fully captured, then cancelled: nothing to release, no call made
+  a.p.balance.captured = 1000;
+  a.p.ops[0].amount = 1000;
+  a.s.transactions[1].amount = 1000;
+  Op cancel;
+  cancel.id = 3;
+  cancel.kind = OpKind::kCancel;
+  cancel.status = OpStatus::kDone;
+  cancel.payee_reference = "ref-x3";
+  a.p.ops.push_back(cancel);
+  EXPECT_TRUE(Reconcile(a.p, a.s).mismatches.empty());
+}
+
+TEST(Reconcile, APaymentWhosePayerMayStillConfirmIsUnsettled) {
+  Agreed a;
+  a.p.phase = Phase::kAwaitingPayer;
+  a.p.balance = {};
+  a.p.ops.clear();
+  a.s.transactions.resize(1);  // confirmed at PayEx since the last poll
+  const Reconciliation r = Reconcile(a.p, a.s);
+  EXPECT_TRUE(r.unsettled);
+  EXPECT_EQ(r.unsettled_why, "the payment is awaiting_payer");
+}
+
+TEST(Reconcile, ACaptureFailedHereButCompletedAtPayExIsNamed) {
+  Agreed a;
+  a.p.ops[0].status = OpStatus::kFailed;
+  a.p.balance.captured = 0;
+  const Reconciliation r = Reconcile(a.p, a.s);
+  EXPECT_EQ(Whats(r), (std::vector<std::string>{"captured", "capture (payeeReference ref-c2)"}));
+  EXPECT_EQ(r.mismatches[1].payorch, "failed");
+}
+
 TEST(Reconcile, ADifferentPaymentIdIsNamed) {
   Agreed a;
   a.s.payment_id = "/psp/vipps/payments/other";

@@ -296,6 +296,15 @@ TEST(CtlE2e, ReconcileFindsWhatPayExChangedBehindPayorchsBack) {
   EXPECT_EQ(one.code, 0) << one.out;
   EXPECT_EQ(Ctl(w, {"reconcile"}).code, 2);  // neither --since nor --order
 
+  // payment show prints each call's real latency (loopback calls take under a ms).
+  CtlResult shown = Ctl(w, {"payment", "show", "r-clean", "-o", "json"});
+  ASSERT_EQ(shown.code, 0) << shown.out;
+  const rjson::value sj = rjson::parse(shown.out);
+  size_t timed = 0;
+  for (const auto& c : sj.at("operations").as_array())
+    if (c.at("latency_ms").is_double() && c.at("latency_ms").as_double() > 0) ++timed;
+  EXPECT_GE(timed, 3u) << shown.out;  // create, authorize, capture, reads
+
   // Finance's export: authorize and capture of each, with payeeReference and transaction.
   CtlResult exported = Ctl(w, {"payment", "export", "--since", "1h", "-o", "csv"});
   ASSERT_EQ(exported.code, 0) << exported.out;

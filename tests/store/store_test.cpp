@@ -186,7 +186,7 @@ TEST_F(StoreTest, RoundTripsEveryTable) {
   EXPECT_EQ(ops[0].sent_at, c.at);
   EXPECT_FALSE(ops[0].finished_at.has_value());
   EXPECT_EQ(ops[0].result, "");
-  EXPECT_FALSE(ops[0].latency_ms.has_value());
+  EXPECT_FALSE(ops[0].latency_us.has_value());
   EXPECT_EQ(store.UnfinishedOperations().size(), 1u);
 
   const auto history = store.History("order-1");
@@ -243,7 +243,7 @@ TEST_F(StoreTest, UpdatesThePaymentFinishesCallsAndAppendsHistory) {
   EXPECT_EQ(ops[0].status, "finished");
   EXPECT_EQ(ops[0].finished_at, next.at);
   EXPECT_EQ(ops[0].result, "success");
-  EXPECT_EQ(ops[0].latency_ms, 250);
+  EXPECT_EQ(ops[0].latency_us, 250);
   EXPECT_EQ(ops[1].call_id, 102u);
   EXPECT_EQ(ops[1].status, "in_flight");
   ASSERT_EQ(store.UnfinishedOperations().size(), 1u);
@@ -359,7 +359,9 @@ TEST_F(StoreTest, CountsPaymentsByPhaseAsCommitsMoveThem) {
   // Schema 2 had no counts: the migration counts the rows once.
   {
     RawDb raw(Path());
-    raw.Exec("DROP TABLE meta; DROP TABLE phase_counts; DROP INDEX payments_doubt; PRAGMA user_version = 2;");
+    raw.Exec(
+        "DROP TABLE meta; ALTER TABLE operations DROP COLUMN latency_us; DROP TABLE phase_counts;"
+        " DROP INDEX payments_doubt; PRAGMA user_version = 2;");
   }
   Store again = Store::Open(Path());
   EXPECT_EQ(counted(again), scanned());
