@@ -5,6 +5,7 @@
 // Threads: the main thread drives everything (publishing, printing, signals);
 // kit::BusClient collects payment events on its own thread. Errors: start-up failures
 // are exceptions caught in main (exit 1); usage errors exit 2.
+#include <fstream>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -611,6 +612,25 @@ class Demo {
     daemon_ = std::make_unique<kit::Daemon>(o);
     daemon_->Start();
     admin_ = std::make_unique<bus::Admin>(bus_config_, "payorch demo");
+    WriteCtlConfig();
+  }
+
+  // A payorchctl configuration for this run: its store, broker, topology names and
+  // admin port (every other setting at its default), so that no name is typed by hand.
+  void WriteCtlConfig() {
+    const auto& t = bus_config_.topology;
+    ctl_config_ = work_dir_ + "/payorchctl.toml";
+    std::ofstream f(ctl_config_);
+    auto q = [](const std::string& v) { return "\"" + v + "\""; };
+    f << "# payorchctl's view of the demo run " << run_id_ << " (written by the demo)\n"
+      << "[store]\npath = " << q(daemon_->store_path()) << "\n"
+      << "[bus]\nurl = " << q(bus_config_.url) << "\n"
+      << "[bus.topology]\norders_exchange = " << q(t.orders_exchange)
+      << "\norders_queue = " << q(t.orders_queue)
+      << "\ndead_letter_exchange = " << q(t.dead_letter_exchange)
+      << "\ndead_letter_queue = " << q(t.dead_letter_queue)
+      << "\npayments_exchange = " << q(t.payments_exchange) << "\n"
+      << "[admin]\nport = " << daemon_->admin_port() << "\n";
   }
 
   void PrintHeader() {
@@ -628,7 +648,9 @@ class Demo {
               << kConfirmationTimeout << "\n"
               << label("files") << "log " << daemon_->log_path() << "\n"
               << label("") << "store " << daemon_->store_path() << "\n"
-              << label("") << "simulator log " << work_dir_ << "/payex-sim.log\n\n"
+              << label("") << "simulator log " << work_dir_ << "/payex-sim.log\n"
+              << label("operate") << "build/src/ctl/payorchctl --config " << ctl_config_
+              << " payment list\n\n"
               << "Order ids are demo-" << run_id_ << "-<ORDER>; amounts in NOK. Rows with → are "
               << "order events the demo published;\nnumbered rows are payorchd's payment events "
               << "(SEQ per order), answering the ORDER EVENT named.\n\n";
@@ -884,6 +906,7 @@ class Demo {
   std::unique_ptr<kit::Simulator> sim_;
   std::unique_ptr<kit::BusClient> client_;
   std::unique_ptr<kit::Daemon> daemon_;
+  std::string ctl_config_;  // payorchctl's configuration for this run
   std::unique_ptr<bus::Admin> admin_;
   std::vector<Scenario> scenarios_;
   Malformed malformed_;

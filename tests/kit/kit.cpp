@@ -149,7 +149,7 @@ std::string FindBinary(const std::string& name) {
     }
   }
   for (const auto& root : roots) {
-    for (const char* sub : {"src/sim", "src/app", "src/ctl", "tests/kit", "bench", ""}) {
+    for (const char* sub : {"src/sim", "src/app", "src/ctl", "tests/kit", "bench", "examples", ""}) {
       fs::path candidate = root / sub / name;
       if (fs::exists(candidate)) return candidate.string();
     }
