@@ -75,7 +75,8 @@ std::string Dechunk(std::string_view raw) {
 }  // namespace
 
 int ConnectAny(const addrinfo* found, const std::string& where,
-               std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout) {
+               std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout,
+               const std::string& peer) {
   // Every address in turn: "localhost" may resolve to ::1 first while payorchd
   // listens on 127.0.0.1 only. Each gets a share of the time left, so one that drops
   // packets leaves time for the next.
@@ -112,27 +113,29 @@ int ConnectAny(const addrinfo* found, const std::string& where,
     } else if (err == ECONNREFUSED) {
       refused = true;
     } else if (err != EADDRNOTAVAIL && err != ENETUNREACH && err != EAFNOSUPPORT) {
-      other_error = "cannot connect to payorchd at " + where + ": " + std::strerror(err);
+      other_error = "cannot connect to " + peer + " at " + where + ": " + std::strerror(err);
     }
   }
   if (!connected) {
-    const std::string not_running = "payorchd is not running (nothing listens on " + where +
-                                    "): start it, or check admin.port";
+    const std::string not_running =
+        peer + " is not running (nothing listens on " + where + ")" +
+        (peer == "payorchd" ? ": start it, or check admin.port" : "");
     if (refused) throw AdminUnreachable(not_running);
     if (timed_out)
-      throw AdminUnreachable("payorchd did not accept a connection on " + where + " within " +
+      throw AdminUnreachable(peer + " did not accept a connection on " + where + " within " +
                              std::to_string(timeout.count()) +
                              " ms: check admin.listen_address and admin.port, and whether a "
                              "firewall drops the connection");
-    throw AdminUnreachable(other_error.empty() ? "cannot connect to payorchd at " + where +
+    throw AdminUnreachable(other_error.empty() ? "cannot connect to " + peer + " at " + where +
                                                      ": no usable address"
                                                : other_error);
   }
   return connected->Release();
 }
 
-AdminClient::AdminClient(std::string host, uint16_t port, std::chrono::milliseconds timeout)
-    : host_(std::move(host)), port_(port), timeout_(timeout) {
+AdminClient::AdminClient(std::string host, uint16_t port, std::chrono::milliseconds timeout,
+                         std::string peer)
+    : host_(std::move(host)), port_(port), timeout_(timeout), peer_(std::move(peer)) {
   if (host_.empty() || host_ == "0.0.0.0") host_ = "127.0.0.1";
   if (host_ == "::" || host_ == "[::]") host_ = "::1";
 }
@@ -142,7 +145,8 @@ std::string AdminClient::Where() const {
          std::to_string(port_);
 }
 
-HttpResponse AdminClient::Request(std::string_view method, std::string_view target) const {
+HttpResponse AdminClient::Request(std::string_view method, std::string_view target,
+                                  std::string_view body, std::string_view content_type) const {
   const auto deadline = Clock::now() + timeout_;
   const std::string where = Where();
 
@@ -156,13 +160,17 @@ HttpResponse AdminClient::Request(std::string_view method, std::string_view targ
                            "\": " + gai_strerror(rc));
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
 
-  Fd fd(ConnectAny(found, where, deadline, timeout_));
+  Fd fd(ConnectAny(found, where, deadline, timeout_, peer_));
 
 
-  const std::string request = std::string(method) + " " + std::string(target) +
-                              " HTTP/1.1\r\nHost: " + where +
-                              "\r\nUser-Agent: payorchctl\r\nAccept: application/json\r\n"
-                              "Content-Length: 0\r\nConnection: close\r\n\r\n";
+  std::string request = std::string(method) + " " + std::string(target) +
+                        " HTTP/1.1\r\nHost: " + where +
+                        "\r\nUser-Agent: payorchctl\r\nAccept: application/json\r\n"
+                        "Content-Length: " + std::to_string(body.size()) +
+                        "\r\nConnection: close\r\n";
+  if (!body.empty()) request += "Content-Type: " + std::string(content_type) + "\r\n";
+  request += "\r\n";
+  request += body;
   size_t sent = 0;
   while (sent < request.size()) {
     ssize_t n = send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
@@ -173,10 +181,10 @@ HttpResponse AdminClient::Request(std::string_view method, std::string_view targ
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       pollfd p{fd.get(), POLLOUT, 0};
       if (poll(&p, 1, MillisLeft(deadline)) <= 0)
-        throw AdminUnreachable("payorchd at " + where + " did not take the request in time");
+        throw AdminUnreachable(peer_ + " at " + where + " did not take the request in time");
       continue;
     }
-    throw AdminUnreachable("sending to payorchd at " + where + ": " + std::strerror(errno));
+    throw AdminUnreachable("sending to " + peer_ + " at " + where + ": " + std::strerror(errno));
   }
 
   // Connection: close, so the answer ends where the stream ends (or at Content-Length).
@@ -189,16 +197,16 @@ HttpResponse AdminClient::Request(std::string_view method, std::string_view targ
     pollfd p{fd.get(), POLLIN, 0};
     int ready = poll(&p, 1, MillisLeft(deadline));
     if (ready <= 0)
-      throw AdminUnreachable("payorchd at " + where + " did not answer within " +
+      throw AdminUnreachable(peer_ + " at " + where + " did not answer within " +
                              std::to_string(timeout_.count()) +
                              " ms: it may be overloaded or stuck; check its log");
     ssize_t n = recv(fd.get(), buf, sizeof buf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n < 0)
-      throw AdminUnreachable("reading from payorchd at " + where + ": " + std::strerror(errno));
+      throw AdminUnreachable("reading from " + peer_ + " at " + where + ": " + std::strerror(errno));
     if (n == 0) break;
     raw.append(buf, static_cast<size_t>(n));
-    if (raw.size() > (16u << 20)) throw AdminError("payorchd's answer is larger than 16 MiB");
+    if (raw.size() > (16u << 20)) throw AdminError(peer_ + "'s answer is larger than 16 MiB");
     if (!body_at) {
       size_t end = raw.find("\r\n\r\n");
       if (end == std::string::npos) continue;
@@ -217,7 +225,7 @@ HttpResponse AdminClient::Request(std::string_view method, std::string_view targ
             try {
               content_length = std::stoul(value);
             } catch (const std::exception&) {
-              throw AdminError("payorchd answered a bad Content-Length");
+              throw AdminError(peer_ + " answered a bad Content-Length");
             }
           }
           if (name == "transfer-encoding" && Lower(value).find("chunked") != std::string::npos)
@@ -228,7 +236,7 @@ HttpResponse AdminClient::Request(std::string_view method, std::string_view targ
     }
   }
   if (!body_at)
-    throw AdminError("payorchd at " + where + " closed the connection without an answer");
+    throw AdminError(peer_ + " at " + where + " closed the connection without an answer");
 
   HttpResponse response;
   const std::string status_line = raw.substr(0, raw.find("\r\n"));
@@ -250,15 +258,15 @@ HttpResponse AdminClient::Request(std::string_view method, std::string_view targ
         response.content_type.erase(0, 1);
     }
   }
-  std::string_view body = std::string_view(raw).substr(*body_at);
+  std::string_view answer = std::string_view(raw).substr(*body_at);
   if (chunked) {
-    response.body = Dechunk(body);
+    response.body = Dechunk(answer);
   } else if (content_length) {
-    if (body.size() < *content_length)
-      throw AdminError("payorchd's answer from " + where + " was cut short");
-    response.body = std::string(body.substr(0, *content_length));
+    if (answer.size() < *content_length)
+      throw AdminError(peer_ + "'s answer from " + where + " was cut short");
+    response.body = std::string(answer.substr(0, *content_length));
   } else {
-    response.body = std::string(body);
+    response.body = std::string(answer);
   }
   return response;
 }

@@ -1,5 +1,7 @@
 #include "kit/kit.hpp"
 
+#include "ctl/admin_client.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -163,78 +165,15 @@ std::string FindBinary(const std::string& name) {
 HttpResult HttpCall(const std::string& host, uint16_t port, const std::string& method,
                     const std::string& target, const std::string& body,
                     std::chrono::milliseconds timeout) {
+  // payorch's one blocking client (payorchctl's), so that tests and the CLI share it.
   HttpResult out;
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    out.error = "socket failed";
-    return out;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    out.error = std::string("connect to ") + host + ":" + std::to_string(port) + ": " +
-                std::strerror(errno);
-    ::close(fd);
-    return out;
-  }
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + host + ":" +
-                    std::to_string(port) + "\r\nConnection: close\r\n";
-  if (!body.empty() || method == "POST")
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\n";
-  req += "\r\n" + body;
-  size_t sent = 0;
-  while (sent < req.size()) {
-    ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      out.error = "send failed";
-      ::close(fd);
-      return out;
-    }
-    sent += static_cast<size_t>(n);
-  }
-  std::string resp;
-  auto until = std::chrono::steady_clock::now() + timeout;
-  char buf[8192];
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        until - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      out.error = "timeout";
-      break;
-    }
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    resp.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  auto sp = resp.find(' ');
-  auto hdr_end = resp.find("\r\n\r\n");
-  if (sp == std::string::npos || hdr_end == std::string::npos) {
-    if (out.error.empty()) out.error = "malformed response";
-    return out;
-  }
-  out.status = std::atoi(resp.c_str() + sp + 1);
-  out.body = resp.substr(hdr_end + 4);
-  std::string head = resp.substr(0, hdr_end);
-  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (head.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
-    // Chunked (Prometheus's API): size line, data, CRLF; until the zero chunk.
-    std::string joined;
-    size_t at = 0;
-    for (;;) {
-      const size_t eol = out.body.find("\r\n", at);
-      if (eol == std::string::npos) break;
-      const size_t size = std::strtoul(out.body.c_str() + at, nullptr, 16);
-      if (size == 0 || eol + 2 + size > out.body.size()) break;
-      joined.append(out.body, eol + 2, size);
-      at = eol + 2 + size + 2;
-    }
-    out.body = std::move(joined);
+  try {
+    ctl::AdminClient client(host, port, timeout, "the server");
+    ctl::HttpResponse r = client.Request(method, target, body);
+    out.status = r.status;
+    out.body = std::move(r.body);
+  } catch (const ctl::AdminError& e) {
+    out.error = e.what();
   }
   return out;
 }
