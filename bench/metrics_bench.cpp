@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--ops")) ops = std::atol(argv[i + 1]);
     if (!std::strcmp(argv[i], "--series")) series = std::atoi(argv[i + 1]);
   }
-  std::vector<double> our_inc, their_inc, our_obs, their_obs, our_cached, their_cached,
-      our_render, their_render;
+  std::vector<double> our_inc, their_inc, our_obs, their_obs, our_cached, their_cached, our_render,
+      their_render;
   size_t our_bytes = 0, their_bytes = 0;
   const std::vector<double> buckets = payorch::metrics::LatencyBucketsSeconds();
   for (int run = 0; run < runs; ++run) {
@@ -102,22 +102,24 @@ int main(int argc, char** argv) {
       many.Add({{"order", "o" + std::to_string(s)}}).Increment(s);
     }
     const int renders = 50;
-    our_render.push_back(NsPerOp(renders, [&] {
-                           for (int r = 0; r < renders; ++r) {
-                             std::string text = ours.Render();
-                             our_bytes = text.size();
-                             g_sink += text.size();
-                           }
-                         }) /
+    our_render.push_back(NsPerOp(renders,
+                                 [&] {
+                                   for (int r = 0; r < renders; ++r) {
+                                     std::string text = ours.Render();
+                                     our_bytes = text.size();
+                                     g_sink += text.size();
+                                   }
+                                 }) /
                          1000.0);
-    their_render.push_back(NsPerOp(renders, [&] {
-                             for (int r = 0; r < renders; ++r) {
-                               std::string text =
-                                   prometheus::TextSerializer().Serialize(theirs->Collect());
-                               their_bytes = text.size();
-                               g_sink += text.size();
-                             }
-                           }) /
+    their_render.push_back(NsPerOp(renders,
+                                   [&] {
+                                     for (int r = 0; r < renders; ++r) {
+                                       std::string text = prometheus::TextSerializer().Serialize(
+                                           theirs->Collect());
+                                       their_bytes = text.size();
+                                       g_sink += text.size();
+                                     }
+                                   }) /
                            1000.0);
   }
   using payorch::bench::Median;

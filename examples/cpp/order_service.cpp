@@ -1,5 +1,5 @@
 // An order service publishing order events to payorch with the bus library
-// (contract.md, "Inbound"). For each order: a PurchaseRequested with the payer's
+// (the README's bus contract, "Inbound"). For each order: a PurchaseRequested with the payer's
 // mobile number, then an OrderShipped for the whole amount. Each publish waits for
 // the broker's confirm; one that is not confirmed is published again with the same
 // event_id (payorch handles each event_id once).
@@ -51,8 +51,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   };
 
-  const domain::Time now = std::chrono::time_point_cast<domain::Duration>(
-      std::chrono::system_clock::now());
+  const domain::Time now =
+      std::chrono::time_point_cast<domain::Duration>(std::chrono::system_clock::now());
   for (int i = 0; i < orders; ++i) {
     const std::string order = prefix + std::to_string(i);
     domain::PurchaseRequested purchase;

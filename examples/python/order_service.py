@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""An order service publishing order events to payorch (contract.md, "Inbound").
+"""An order service publishing order events to payorch (the README's bus contract, "Inbound").
 
 For each order: a PurchaseRequested (with the payer's mobile number), then an
 OrderShipped for the whole amount. Bodies are the contract's canonical JSON

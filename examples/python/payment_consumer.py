@@ -1,15 +1,17 @@
 #!/usr/bin/python3
-"""A consumer of payorch's payment events (contract.md, "Outbound").
+"""A consumer of payorch's payment events (the README's bus contract, "Outbound").
 
 payorch publishes at least once: after a crash or a republish the same event may
 come again, and events of one order may arrive out of order across redeliveries.
 So this consumer
-  - deduplicates by event_id (a real service keeps the ids it handled in its own
-    database, in the same transaction as its effect);
+  - deduplicates by event_id;
   - orders each order's events by sequence (1, 2, 3, ... without gaps), holding an
-    early one until the ones before it arrived;
-  - acks a message only after handling it, on a durable queue of its own, so that
-    nothing is lost while it is down.
+    early one (unacked) until the ones before it arrived;
+  - acks a message only once it is handed on, on a durable queue of its own, so
+    that nothing is lost while it is down: what it held comes again.
+Here `seen` and `next_seq` live in memory, so a restart starts every order at
+sequence 1 again. A real service keeps both in its own database, written in the
+same transaction as the effect of each event.
 The body is protobuf: the classes are generated from proto/ at start (protoc).
 
     payment_consumer.py --url amqp://guest:guest@127.0.0.1:5672/ --queue billing.payments
@@ -56,9 +58,9 @@ def main():
     channel.basic_qos(prefetch_count=100)
     print(f"ready: consuming {args.queue}", flush=True)
 
-    seen = set()                             # event_ids handled (dedup)
+    seen = set()                             # event_ids handled or held (dedup)
     next_seq = collections.defaultdict(lambda: 1)   # per order: the sequence due next
-    held = collections.defaultdict(dict)     # per order: sequence -> event, arrived early
+    held = collections.defaultdict(dict)     # per order: sequence -> (event, delivery tag)
     handled = 0
 
     def handle(event):
@@ -71,16 +73,20 @@ def main():
         nonlocal handled
         event = pb.PaymentEvent()
         event.ParseFromString(body)
-        if event.event_id not in seen:
-            seen.add(event.event_id)
-            held[event.order_id][event.sequence] = event
-            # Hand on every event of the order that is now in sequence.
-            order = event.order_id
-            while next_seq[order] in held[order]:
-                handle(held[order].pop(next_seq[order]))
-                next_seq[order] += 1
-                handled += 1
-        ch.basic_ack(method.delivery_tag)  # after handling: redelivered if we crash before
+        order = event.order_id
+        if event.event_id in seen or event.sequence < next_seq[order]:
+            ch.basic_ack(method.delivery_tag)  # a duplicate: already handled or held
+            return
+        seen.add(event.event_id)
+        held[order][event.sequence] = (event, method.delivery_tag)
+        # Hand on every event of the order that is now in sequence, acking each
+        # after it was handled (an early one stays unacked while it waits).
+        while next_seq[order] in held[order]:
+            ready, tag = held[order].pop(next_seq[order])
+            handle(ready)
+            ch.basic_ack(tag)
+            next_seq[order] += 1
+            handled += 1
         if args.expect and handled >= args.expect:
             ch.stop_consuming()
 

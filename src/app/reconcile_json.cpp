@@ -35,12 +35,8 @@ std::pair<int, std::string> ReconcileJson(const std::string& order_id,
   using S = engine::ReconcileOutcome::Status;
   json::object out{{"order_id", order_id}};
   switch (o.status) {
-    case S::kUnknownOrder:
-      out["error"] = "unknown_order";
-      return {404, json::serialize(out)};
-    case S::kStopping:
-      out["error"] = "stopping";
-      return {503, json::serialize(out)};
+    case S::kUnknownOrder: out["error"] = "unknown_order"; return {404, json::serialize(out)};
+    case S::kStopping: out["error"] = "stopping"; return {503, json::serialize(out)};
     case S::kPayexError:
       out["error"] = "payex_unreachable";
       out["detail"] = o.error;
@@ -64,7 +60,8 @@ std::pair<int, std::string> ReconcileJson(const std::string& order_id,
   out["payex"] = std::move(payex);
   json::array mismatches;
   for (const domain::Mismatch& m : o.result.mismatches)
-    mismatches.push_back(json::object{{"what", m.what}, {"payorch", m.payorch}, {"payex", m.payex}});
+    mismatches.push_back(
+        json::object{{"what", m.what}, {"payorch", m.payorch}, {"payex", m.payex}});
   out["mismatches"] = std::move(mismatches);
   return {200, json::serialize(out)};
 }

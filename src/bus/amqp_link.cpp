@@ -133,7 +133,8 @@ std::string TlsWhy(int status, const BusConfig& config, const std::string& host)
   if (err != 0) ERR_error_string_n(err, detail, sizeof detail);
   if (status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED ||
       (err != 0 && ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED))
-    return "the broker's certificate is not signed by a CA in " + trusted +
+    return "the broker's certificate is not trusted: not signed by a CA in " + trusted +
+           ", or expired, or not yet valid" +
            (*detail ? std::string(" (") + detail + ")" : std::string());
   if (status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
     return "the broker's certificate does not name the host '" + host +

@@ -282,18 +282,21 @@ std::vector<GotMessage> Admin::Peek(const std::string& queue, size_t max) {
     out.push_back(std::move(*m));
   }
   hold.Close();
-  // The broker requeues what the channel held after its close-ok (a quorum queue
-  // through its log): wait, briefly, until they are ready again, so that the next
-  // reader (another peek, a replay) finds the queue as this one did.
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   // Ready when it closed: what it held, and what it left behind the last one.
-  const size_t expected = out.empty() ? 0 : out.size() + out.back().remaining;
-  while (!out.empty() && std::chrono::steady_clock::now() < end) {
+  if (!out.empty()) WaitReady(queue, out.size() + out.back().remaining);
+  return out;
+}
+
+void Admin::WaitReady(const std::string& queue, size_t count) {
+  // The broker requeues what a closed channel held after its close-ok (a quorum
+  // queue through its log): wait, briefly, until that many are ready again, so that
+  // the next reader (another peek, a replay) finds the queue as it was.
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (count > 0 && std::chrono::steady_clock::now() < end) {
     const auto depth = QueueDepth(queue);
-    if (!depth || *depth >= expected) break;
+    if (!depth || *depth >= count) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  return out;
 }
 
 HoldChannel Admin::OpenHold() {

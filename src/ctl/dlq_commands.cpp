@@ -662,7 +662,9 @@ int DlqReplay(Context& ctx, const Args& args) {
       if (!replay_one(d)) break;
     }
     Flush(store, hold, s);
+    const size_t returning = hold.Held();  // taken, not replayed: back on close
     hold.Close();
+    admin.WaitReady(queue, returning);
   } catch (const std::exception& e) {
     error = e.what();
     copies_unacked = s.batch_tags.size() - s.batch.size();

@@ -164,7 +164,8 @@ int Reconcile(Context& ctx, const Args& args) {
     for (const Row& m : mismatches)
       ms.push_back(json::object{
           {"order_id", m.order}, {"what", m.what}, {"payorch", m.payorch}, {"payex", m.payex}});
-    for (const auto& [o, why] : unsettled) us.push_back(json::object{{"order_id", o}, {"why", why}});
+    for (const auto& [o, why] : unsettled)
+      us.push_back(json::object{{"order_id", o}, {"why", why}});
     for (const auto& [o, why] : errors) es.push_back(json::object{{"order_id", o}, {"error", why}});
     json::array ur;
     for (const auto& u : unread) ur.push_back(json::value(u));
@@ -217,18 +218,18 @@ int PaymentExport(Context& ctx, const Args& args) {
         const int64_t amount =
             op.kind == domain::OpKind::kAuthorize ? payment->balance.authorized : op.amount;
         auto at = finished.find(op.id);
-        rows.push_back({payment->order_id, payment->payment_id, domain::OpKindName(op.kind),
-                        op.ref_id, domain::OpStatusName(op.status), std::to_string(amount),
-                        std::to_string(op.vat_amount), op.payee_reference,
-                        op.kind == domain::OpKind::kAuthorize ? payment->authorization_tx
-                                                              : op.transaction_id,
-                        at == finished.end() ? "" : FormatTime(at->second)});
+        rows.push_back(
+            {payment->order_id, payment->payment_id, domain::OpKindName(op.kind), op.ref_id,
+             domain::OpStatusName(op.status), std::to_string(amount), std::to_string(op.vat_amount),
+             op.payee_reference,
+             op.kind == domain::OpKind::kAuthorize ? payment->authorization_tx : op.transaction_id,
+             at == finished.end() ? "" : FormatTime(at->second)});
       }
     }
   }
   const std::vector<std::string> header = {
-      "order_id", "payment_id", "operation", "ref", "status", "amount", "vat_amount",
-      "payee_reference", "transaction", "finished_at"};
+      "order_id", "payment_id", "operation",       "ref",         "status",
+      "amount",   "vat_amount", "payee_reference", "transaction", "finished_at"};
   if (ctx.Json()) {
     json::array a;
     for (const auto& r : rows) {
@@ -241,8 +242,8 @@ int PaymentExport(Context& ctx, const Args& args) {
     CsvRow(ctx.out(), header);
     for (const auto& r : rows) CsvRow(ctx.out(), r);
   } else {
-    Table t({"ORDER", "PAYMENT", "OPERATION", "REF", "STATUS", "AMOUNT", "VAT",
-             "PAYEE REFERENCE", "TRANSACTION", "FINISHED"});
+    Table t({"ORDER", "PAYMENT", "OPERATION", "REF", "STATUS", "AMOUNT", "VAT", "PAYEE REFERENCE",
+             "TRANSACTION", "FINISHED"});
     for (const auto& r : rows) t.Add(r);
     t.Print(ctx.out());
     ctx.out() << rows.size() << " money operations\n";

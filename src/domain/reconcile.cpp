@@ -6,7 +6,9 @@ namespace payorch::domain {
 
 namespace {
 
-std::string Amount(int64_t v) { return std::to_string(v); }
+std::string Amount(int64_t v) {
+  return std::to_string(v);
+}
 
 const char* PaymentStateText(PaymentState s) {
   switch (s) {
@@ -80,7 +82,8 @@ Reconciliation Reconcile(const Payment& p, const PaymentSnapshot& s) {
   if (p.payment_id != s.payment_id) mismatch("payment_id", p.payment_id, s.payment_id);
   const Balance& b = p.balance;
   const Balance& x = r.payex_balance;
-  if (b.authorized != x.authorized) mismatch("authorized", Amount(b.authorized), Amount(x.authorized));
+  if (b.authorized != x.authorized)
+    mismatch("authorized", Amount(b.authorized), Amount(x.authorized));
   if (b.captured != x.captured) mismatch("captured", Amount(b.captured), Amount(x.captured));
   if (b.cancelled != x.cancelled) mismatch("cancelled", Amount(b.cancelled), Amount(x.cancelled));
   if (b.reversed != x.reversed) mismatch("reversed", Amount(b.reversed), Amount(x.reversed));
@@ -101,7 +104,8 @@ Reconciliation Reconcile(const Payment& p, const PaymentSnapshot& s) {
     auto tx = std::find_if(s.transactions.begin(), s.transactions.end(), [&](const Transaction& t) {
       return same(t) && t.state == TxState::kCompleted;
     });
-    if (tx == s.transactions.end()) tx = std::find_if(s.transactions.begin(), s.transactions.end(), same);
+    if (tx == s.transactions.end())
+      tx = std::find_if(s.transactions.begin(), s.transactions.end(), same);
     if (tx == s.transactions.end()) {
       mismatch(name, "done, " + Amount(op.amount), "no such transaction");
     } else if (tx->state != TxState::kCompleted) {

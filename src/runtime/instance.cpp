@@ -370,6 +370,8 @@ class Instance::Impl {
     m.counter("payorch_router_dead_lettered_total",
               "Undecodable order events the router moved to the dead-letter queue.")
         .RaiseTo(static_cast<double>(st.dead_lettered + st.refused));
+    m.gauge("payorch_partitions", "Partitions of the deployment (bus.topology.partitions).")
+        .Set(static_cast<double>(partitions_));
     m.gauge("payorch_partitions_held", "Partitions this instance serves.")
         .Set(static_cast<double>(Held().size()));
     m.gauge("payorch_partitions_failed",

@@ -148,13 +148,16 @@ INSERT INTO phase_counts (phase, n)
 CREATE INDEX payments_doubt ON payments(doubt_since) WHERE doubt_since IS NOT NULL;
 )sql",
     // 4: facts about the store itself, one row each: which partition of how many it
-    // holds ('partition' as "N/P", written by payorchd's first start on it); and each
-    // PayEx call's latency in microseconds (a loopback call takes less than a ms).
+    // holds ('partition' as "N/P", written by payorchd's first start on it).
     R"sql(
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY NOT NULL,
   value TEXT NOT NULL
 ) WITHOUT ROWID;
+)sql",
+    // 5: each PayEx call's latency in microseconds (a loopback call takes less than a
+    // millisecond; latency_ms, kept for older readers, said 0).
+    R"sql(
 ALTER TABLE operations ADD COLUMN latency_us INTEGER;
 )sql",
 };

@@ -210,7 +210,7 @@ struct PaymentSummary {
 class Store {
  public:
   // The schema version this build writes (PRAGMA user_version); one migration each.
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens or creates the store, applying missing migrations (one transaction each).
   // Throws StoreError for a corrupt or foreign file, a newer schema, a lock held

@@ -51,7 +51,7 @@ TEST(StoreReplaysTest, MigratesAVersionOneStoreAndKeepsItsData) {
 
   auto store = store::Store::Open(path);
   EXPECT_EQ(One(path, "PRAGMA user_version"), std::to_string(store::Store::kSchemaVersion));
-  EXPECT_EQ(store::Store::kSchemaVersion, 4);
+  EXPECT_EQ(store::Store::kSchemaVersion, 5);
   EXPECT_TRUE(store.HasEvent("evt-1"));
   ASSERT_TRUE(store.LoadPayment("order-1").has_value());
   EXPECT_TRUE(store.Replays(10).empty());

@@ -17,8 +17,7 @@ Transaction Tx(TxType type, int64_t amount, const std::string& ref,
   return t;
 }
 
-Op Capture(uint32_t id, int64_t amount, const std::string& ref,
-           OpStatus status = OpStatus::kDone) {
+Op Capture(uint32_t id, int64_t amount, const std::string& ref, OpStatus status = OpStatus::kDone) {
   Op op;
   op.id = id;
   op.kind = OpKind::kCapture;
@@ -41,7 +40,8 @@ struct Agreed {
     p.ops.push_back(Capture(2, 600, "ref-c2"));
     s.payment_id = p.payment_id;
     s.state = PaymentState::kReady;
-    s.transactions = {Tx(TxType::kAuthorization, 1000, "ref-a"), Tx(TxType::kCapture, 600, "ref-c2")};
+    s.transactions = {Tx(TxType::kAuthorization, 1000, "ref-a"),
+                      Tx(TxType::kCapture, 600, "ref-c2")};
   }
 };
 

@@ -45,8 +45,7 @@ void RunPair(World& w, const Pair& p, const std::string& prefix, int orders) {
   const std::string clog = w.dir() + "/consumer-" + prefix + ".log";
   const std::string plog = w.dir() + "/producer-" + prefix + ".log";
   kit::Process consumer = kit::Process::Start(p.consumer, {}, clog);
-  ASSERT_TRUE(kit::WaitFor([&] { return ReadAll(clog).find("ready:") != std::string::npos; },
-                           30s))
+  ASSERT_TRUE(kit::WaitFor([&] { return ReadAll(clog).find("ready:") != std::string::npos; }, 30s))
       << ReadAll(clog);
   kit::Process producer = kit::Process::Start(p.producer, {}, plog);
   ASSERT_EQ(producer.Wait(60s), std::optional<int>(0)) << ReadAll(plog);
@@ -75,11 +74,11 @@ TEST(Examples, TheCppOrderServiceAndPaymentConsumerWorkWithPayorchd) {
   World w;
   const bus::BusConfig& c = w.bus_config();
   const std::string prefix = "cpp-" + kit::RandomSuffix() + "-";
-  RunPair(w,
-          {{kit::FindBinary("example_payment_consumer"), c.url, c.topology.payments_exchange, "6"},
-           {kit::FindBinary("example_order_service"), c.url, c.topology.orders_exchange, "3",
-            prefix}},
-          prefix, 3);
+  RunPair(
+      w,
+      {{kit::FindBinary("example_payment_consumer"), c.url, c.topology.payments_exchange, "6"},
+       {kit::FindBinary("example_order_service"), c.url, c.topology.orders_exchange, "3", prefix}},
+      prefix, 3);
   EXPECT_TRUE(w.LedgerOk());
 }
 

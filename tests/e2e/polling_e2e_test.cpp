@@ -3,8 +3,8 @@
 // prints what that costs in PayEx reads per payment beside a run with callbacks.
 #include <gtest/gtest.h>
 
-#include <boost/json.hpp>
 #include <algorithm>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 
@@ -36,8 +36,7 @@ Cost RunOrders(World& w, const std::string& tag, int orders) {
     EXPECT_TRUE(w.Expect(tag + std::to_string(i), {K::kAuthorized}));
     const auto got = w.Distinct(tag + std::to_string(i));
     if (!got.empty())
-      latencies.push_back(
-          std::chrono::duration<double, std::milli>(got[0].at - sent[i]).count());
+      latencies.push_back(std::chrono::duration<double, std::milli>(got[0].at - sent[i]).count());
     w.Publish(Shipped(tag + std::to_string(i), "s1", 1000 + i));
   }
   for (int i = 0; i < orders; ++i)
@@ -51,8 +50,8 @@ Cost RunOrders(World& w, const std::string& tag, int orders) {
     if (r.at("method") == "GET") ++reads;
   cost.reads_per_payment = static_cast<double>(reads) / orders;
   const json::value payments = json::parse(w.sim().Admin("GET", "/admin/payments").body);
-  const json::array& list = payments.is_array() ? payments.as_array()
-                                                : payments.at("payments").as_array();
+  const json::array& list =
+      payments.is_array() ? payments.as_array() : payments.at("payments").as_array();
   for (const auto& p : list)
     if (!p.at("callbackUrl").as_string().empty()) ++cost.callbacks_urls;
   return cost;
@@ -79,13 +78,14 @@ TEST(E2ePolling, WithoutACallbackUrlPollingAloneDrivesEveryPayment) {
     EXPECT_EQ(called.callbacks_urls, static_cast<size_t>(kOrders));
     EXPECT_TRUE(w.LedgerOk());
   }
-  std::printf("purchase to captured, payer after 2 s, polls 200 ms doubling to 500 ms:\n"
-              "  polling alone:  %.1f PayEx reads per payment, authorized after %.0f ms "
-              "(median)\n"
-              "  with callbacks: %.1f PayEx reads per payment, authorized after %.0f ms "
-              "(median)\n",
-              polling.reads_per_payment, polling.median_authorized_ms, called.reads_per_payment,
-              called.median_authorized_ms);
+  std::printf(
+      "purchase to captured, payer after 2 s, polls 200 ms doubling to 500 ms:\n"
+      "  polling alone:  %.1f PayEx reads per payment, authorized after %.0f ms "
+      "(median)\n"
+      "  with callbacks: %.1f PayEx reads per payment, authorized after %.0f ms "
+      "(median)\n",
+      polling.reads_per_payment, polling.median_authorized_ms, called.reads_per_payment,
+      called.median_authorized_ms);
 }
 
 }  // namespace

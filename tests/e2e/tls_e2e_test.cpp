@@ -61,18 +61,18 @@ std::string ReadAll(const std::string& path) {
 void MakeCertificates(const fs::path& d) {
   const std::string dir = d.string();
   auto ca = [&](const std::string& name) {
-    Run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=" + name + " -keyout " +
-        dir + "/" + name + ".key -out " + dir + "/" + name + ".pem");
+    Run("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=" + name + " -keyout " + dir +
+        "/" + name + ".key -out " + dir + "/" + name + ".pem");
   };
   ca("ca");
   ca("other-ca");
   auto leaf = [&](const std::string& name, const std::string& ext) {
-    Run("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name + " -keyout " + dir + "/" +
-        name + ".key -out " + dir + "/" + name + ".csr");
+    Run("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name + " -keyout " + dir + "/" + name +
+        ".key -out " + dir + "/" + name + ".csr");
     std::ofstream(d / (name + ".ext")) << ext << "\n";
-    Run("openssl x509 -req -in " + dir + "/" + name + ".csr -CA " + dir + "/ca.pem -CAkey " +
-        dir + "/ca.key -CAcreateserial -days 2 -extfile " + dir + "/" + name + ".ext -out " +
-        dir + "/" + name + ".pem");
+    Run("openssl x509 -req -in " + dir + "/" + name + ".csr -CA " + dir + "/ca.pem -CAkey " + dir +
+        "/ca.key -CAcreateserial -days 2 -extfile " + dir + "/" + name + ".ext -out " + dir + "/" +
+        name + ".pem");
   };
   leaf("server", "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth");
   leaf("client", "extendedKeyUsage=clientAuth");
@@ -163,7 +163,7 @@ TEST_F(TlsTest, AnotherCaIsAClearErrorNamingTheFile) {
     FAIL() << "connected to a broker the CA did not sign";
   } catch (const bus::TlsError& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("not signed by a CA in bus.tls_ca_file " + c.tls_ca_file),
+    EXPECT_NE(what.find("not signed by a CA in bus.tls_ca_file " + c.tls_ca_file + ","),
               std::string::npos)
         << what;
   }
@@ -175,8 +175,7 @@ TEST_F(TlsTest, AHostTheCertificateDoesNotNameIsAClearError) {
     bus::Admin admin(c, "tls test");
     FAIL() << "connected by a name the certificate does not carry";
   } catch (const bus::TlsError& e) {
-    EXPECT_NE(std::string(e.what()).find("does not name the host '127.0.0.1'"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("does not name the host '127.0.0.1'"), std::string::npos)
         << e.what();
   }
 }
@@ -188,18 +187,19 @@ TEST_F(TlsTest, PayorchdAndPayorchctlUseIt) {
   const bus::BusConfig c = Config("localhost", "ca.pem");
   const fs::path work = broker_->dir() / ("payorchd-" + suffix);
   fs::create_directories(work);
-  std::vector<std::string> sets = {"--set", "bus.url=" + c.url,
-                                   "--set", "bus.tls_ca_file=" + broker_->Cert("other-ca.pem"),
-                                   "--set", "bus.tls_cert_file=" + c.tls_cert_file,
-                                   "--set", "bus.tls_key_file=" + c.tls_key_file,
-                                   "--set", "bus.topology.orders_queue=" + c.topology.orders_queue,
-                                   "--set", "bus.topology.dead_letter_queue=" +
-                                                c.topology.dead_letter_queue,
-                                   "--set", "store.path=" + (work / "payorch.db").string(),
-                                   "--set", "http.port=0", "--set", "admin.port=0",
-                                   "--set", "http.callback_base_url=http://127.0.0.1:1/cb",
-                                   "--set", "payex.base_url=http://127.0.0.1:9",
-                                   "--set", "payex.allow_plain_http=true"};
+  std::vector<std::string> sets = {
+      "--set", "bus.url=" + c.url,
+      "--set", "bus.tls_ca_file=" + broker_->Cert("other-ca.pem"),
+      "--set", "bus.tls_cert_file=" + c.tls_cert_file,
+      "--set", "bus.tls_key_file=" + c.tls_key_file,
+      "--set", "bus.topology.orders_queue=" + c.topology.orders_queue,
+      "--set", "bus.topology.dead_letter_queue=" + c.topology.dead_letter_queue,
+      "--set", "store.path=" + (work / "payorch.db").string(),
+      "--set", "http.port=0",
+      "--set", "admin.port=0",
+      "--set", "http.callback_base_url=http://127.0.0.1:1/cb",
+      "--set", "payex.base_url=http://127.0.0.1:9",
+      "--set", "payex.allow_plain_http=true"};
   std::vector<std::string> argv = {kit::FindBinary("payorchd"), "--config",
                                    std::string(PAYORCH_SOURCE_DIR) + "/config/payorch.toml"};
   argv.insert(argv.end(), sets.begin(), sets.end());

@@ -106,9 +106,9 @@ TEST(PrometheusTest, ScrapesPayorchdLoadsTheRulesAndAnswersTheDashboardsQueries)
       << json::serialize(prom.Query("up")) << prom.Log();
   json::value consumed = prom.Query("sum(payorch_events_consumed_total{job=\"payorch\"})");
   ASSERT_EQ(Results(consumed), 1u) << json::serialize(consumed);
-  EXPECT_GE(std::stod(std::string(
-                consumed.at("data").at("result").at(0).at("value").at(1).as_string())),
-            1.0);
+  EXPECT_GE(
+      std::stod(std::string(consumed.at("data").at("result").at(0).at("value").at(1).as_string())),
+      1.0);
 
   // The shipped rules: loaded, every one evaluated without error.
   json::value rules;
@@ -144,14 +144,14 @@ TEST(PrometheusTest, ScrapesPayorchdLoadsTheRulesAndAnswersTheDashboardsQueries)
   for (const auto& panel : dash.at("panels").as_array())
     for (const auto& target : panel.at("targets").as_array()) {
       std::string expr(target.at("expr").as_string());
-      for (auto [var, value] : {std::pair<std::string, std::string>{"$job", "payorch"},
-                                {"$__rate_interval", "1m"}})
+      for (auto [var, value] :
+           {std::pair<std::string, std::string>{"$job", "payorch"}, {"$__rate_interval", "1m"}})
         for (size_t at = expr.find(var); at != std::string::npos; at = expr.find(var, at))
           expr.replace(at, var.size(), value);
       json::value v = prom.Query(expr);
       ASSERT_TRUE(v.is_object()) << expr;
-      EXPECT_EQ(v.at("status"), "success") << panel.at("title") << ": " << expr << " "
-                                           << json::serialize(v);
+      EXPECT_EQ(v.at("status"), "success")
+          << panel.at("title") << ": " << expr << " " << json::serialize(v);
       ++queries;
     }
   EXPECT_GE(queries, 10u);

@@ -621,7 +621,14 @@ class Demo {
     const auto& t = bus_config_.topology;
     ctl_config_ = work_dir_ + "/payorchctl.toml";
     std::ofstream f(ctl_config_);
-    auto q = [](const std::string& v) { return "\"" + v + "\""; };
+    auto q = [](const std::string& v) {  // a TOML basic string
+      std::string out = "\"";
+      for (char c : v) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+      }
+      return out + "\"";
+    };
     f << "# payorchctl's view of the demo run " << run_id_ << " (written by the demo)\n"
       << "[store]\npath = " << q(daemon_->store_path()) << "\n"
       << "[bus]\nurl = " << q(bus_config_.url) << "\n"

@@ -608,6 +608,19 @@ TEST_F(StoreTest, SomeoneElsesDatabaseIsRefused) {
   EXPECT_EQ(raw.One("SELECT count(*) FROM sqlite_schema"), "1");
 }
 
+TEST_F(StoreTest, AVersionFourStoreGetsTheLatencyInMicroseconds) {
+  { Store store = Store::Open(Path()); }
+  {
+    RawDb raw(Path());
+    raw.Exec("ALTER TABLE operations DROP COLUMN latency_us; PRAGMA user_version = 4;");
+  }
+  { Store store = Store::Open(Path()); }
+  RawDb raw(Path());
+  EXPECT_EQ(raw.One("PRAGMA user_version"), "5");
+  EXPECT_EQ(raw.One("SELECT count(*) FROM pragma_table_info('operations') WHERE name = 'latency_us'"),
+            "1");
+}
+
 TEST_F(StoreTest, AStoreIsBoundToThePartitionItWasFirstStartedFor) {
   {
     Store store = Store::Open(Path());
