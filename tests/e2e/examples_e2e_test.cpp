@@ -14,13 +14,6 @@
 namespace payorch::e2e {
 namespace {
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 // The consumer's lines for `orders` orders named prefix0, prefix1, ...: each order's
 // authorized (#1) before its captured (#2), with the amounts.
 ::testing::AssertionResult InSequence(const std::string& out, const std::string& prefix,
@@ -45,12 +38,12 @@ void RunPair(World& w, const Pair& p, const std::string& prefix, int orders) {
   const std::string clog = w.dir() + "/consumer-" + prefix + ".log";
   const std::string plog = w.dir() + "/producer-" + prefix + ".log";
   kit::Process consumer = kit::Process::Start(p.consumer, {}, clog);
-  ASSERT_TRUE(kit::WaitFor([&] { return ReadAll(clog).find("ready:") != std::string::npos; }, 30s))
-      << ReadAll(clog);
+  ASSERT_TRUE(kit::WaitFor([&] { return kit::ReadFile(clog).find("ready:") != std::string::npos; }, 30s))
+      << kit::ReadFile(clog);
   kit::Process producer = kit::Process::Start(p.producer, {}, plog);
-  ASSERT_EQ(producer.Wait(60s), std::optional<int>(0)) << ReadAll(plog);
-  ASSERT_EQ(consumer.Wait(60s), std::optional<int>(0)) << ReadAll(clog) << w.daemon().LogTail();
-  EXPECT_TRUE(InSequence(ReadAll(clog), prefix, orders));
+  ASSERT_EQ(producer.Wait(60s), std::optional<int>(0)) << kit::ReadFile(plog);
+  ASSERT_EQ(consumer.Wait(60s), std::optional<int>(0)) << kit::ReadFile(clog) << w.daemon().LogTail();
+  EXPECT_TRUE(InSequence(kit::ReadFile(clog), prefix, orders));
 }
 
 TEST(Examples, ThePythonOrderServiceAndPaymentConsumerWorkWithPayorchd) {

@@ -5,9 +5,6 @@
 // start-up error (payorchd exits 2, a configuration error; payorchctl 1), not a
 // retry loop. The broker requires a client certificate: sent when configured.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -23,21 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    throw std::runtime_error("no free loopback port");
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Runs a shell command; throws with its output when it fails.
 void Run(const std::string& command) {
   const std::string cmd = command + " >/tmp/payorch-tls-cmd.log 2>&1";
@@ -49,12 +31,6 @@ void Run(const std::string& command) {
   }
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 // A CA, the broker's certificate for DNS name "localhost" only, a client
 // certificate, all signed by it; and another CA that signed nothing here.
@@ -87,7 +63,7 @@ class TlsBroker {
     dir_ = fs::temp_directory_path() / ("payorch-tls-" + kit::RandomSuffix());
     fs::create_directories(dir_ / "certs");
     MakeCertificates(dir_ / "certs");
-    tls_port_ = FreePort();
+    tls_port_ = kit::FreeLoopbackPort();
     Run(Env() + " bash " + std::string(PAYORCH_SOURCE_DIR) + "/scripts/broker start");
   }
   ~TlsBroker() {
@@ -206,9 +182,9 @@ TEST_F(TlsTest, PayorchdAndPayorchctlUseIt) {
   const std::string log = (work / "payorchd.log").string();
   kit::Process refused = kit::Process::Start(argv, kit::DaemonEnvironment(), log);
   // A configuration error (exit 2): restarting it would only fail again.
-  EXPECT_EQ(refused.Wait(30s), std::optional<int>(2)) << ReadAll(log);
-  EXPECT_NE(ReadAll(log).find("not signed by a CA in bus.tls_ca_file"), std::string::npos)
-      << ReadAll(log);
+  EXPECT_EQ(refused.Wait(30s), std::optional<int>(2)) << kit::ReadFile(log);
+  EXPECT_NE(kit::ReadFile(log).find("not signed by a CA in bus.tls_ca_file"), std::string::npos)
+      << kit::ReadFile(log);
 
   // The right CA: it serves (ready file written), and payorchctl talks to the broker.
   for (std::string& a : argv)
@@ -217,7 +193,7 @@ TEST_F(TlsTest, PayorchdAndPayorchctlUseIt) {
   argv.push_back("--ready-file");
   argv.push_back((work / "ready").string());
   kit::Process served = kit::Process::Start(argv, kit::DaemonEnvironment(), log);
-  ASSERT_TRUE(kit::WaitFor([&] { return fs::exists(work / "ready"); }, 30s)) << ReadAll(log);
+  ASSERT_TRUE(kit::WaitFor([&] { return fs::exists(work / "ready"); }, 30s)) << kit::ReadFile(log);
 
   std::vector<std::string> ctl = {kit::FindBinary("payorchctl"), "--config",
                                   std::string(PAYORCH_SOURCE_DIR) + "/config/payorch.toml"};
@@ -232,9 +208,9 @@ TEST_F(TlsTest, PayorchdAndPayorchctlUseIt) {
   ctl.push_back("list");
   const std::string ctl_log = (work / "ctl.log").string();
   kit::Process listed = kit::Process::Start(ctl, {}, ctl_log);
-  EXPECT_EQ(listed.Wait(30s), std::optional<int>(0)) << ReadAll(ctl_log);
+  EXPECT_EQ(listed.Wait(30s), std::optional<int>(0)) << kit::ReadFile(ctl_log);
   served.Signal(SIGTERM);
-  EXPECT_EQ(served.Wait(30s), std::optional<int>(0)) << ReadAll(log);
+  EXPECT_EQ(served.Wait(30s), std::optional<int>(0)) << kit::ReadFile(log);
   bus::Admin admin(c, "tls test cleanup");
   admin.DeleteTopology(c.topology);
 }

@@ -4,16 +4,12 @@
 // shipped Grafana dashboard is accepted by it. Real parts: payorchd and payex-sim as processes, the
 // local broker, /usr/bin/prometheus on loopback.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "e2e/e2e_util.hpp"
 
@@ -23,28 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace json = boost::json;
 
-// A port free now (the kernel's pick); Prometheus binds it right after.
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    throw std::runtime_error("no free loopback port");
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+using kit::ReadFile;
 
 class Prometheus {
  public:
@@ -57,7 +32,7 @@ class Prometheus {
         << "rule_files:\n  - " << PAYORCH_SOURCE_DIR << "/config/prometheus/payorch-rules.yml\n"
         << "scrape_configs:\n  - job_name: payorch\n    static_configs:\n"
         << "      - targets: ['127.0.0.1:" << target_port << "']\n";
-    port_ = FreePort();
+    port_ = kit::FreeLoopbackPort();
     process_ = kit::Process::Start(
         {binary, "--config.file=" + (dir / "prometheus.yml").string(),
          "--storage.tsdb.path=" + (dir / "tsdb").string(),

@@ -59,6 +59,11 @@ bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds bound)
 // payorchd are found ($PAYORCH_BUILD_DIR, else derived from /proc/self/exe).
 std::string FindBinary(const std::string& name);
 
+// The whole file ("" when it cannot be read).
+std::string ReadFile(const std::string& path);
+// A loopback TCP port free now (the kernel's pick), for a server started next.
+uint16_t FreeLoopbackPort();
+
 // ---- HTTP (loopback, blocking, Connection: close) ----------------------------------
 
 struct HttpResult {
