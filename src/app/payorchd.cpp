@@ -349,24 +349,26 @@ int Run(const Args& args) {
 
   // The servers' own counts, read at each scrape.
   metrics.on_collect([&](metrics::Registry& m) {
-    auto up_to = [](metrics::Counter& c, uint64_t total) { c.RaiseTo(static_cast<double>(total)); };
     for (auto [name, server] : {std::pair{"public", &public_server}, {"admin", &admin_server}}) {
       const http::Server::Stats st = server->stats();
       const metrics::Labels l = {{"server", name}};
       m.gauge("payorch_http_open_connections", "Open HTTP connections.", l)
           .Set(static_cast<double>(st.open_connections));
-      up_to(m.counter("payorch_http_connections_refused_total",
-                      "New HTTP connections closed at once: all of http.max_connections were "
-                      "being answered.", l),
-            st.over_limit);
-      up_to(m.counter("payorch_http_connections_evicted_total",
-                      "Idle or slow HTTP connections cut to make room for a new one "
-                      "(http.max_connections).", l),
-            st.evicted);
-      up_to(m.counter("payorch_http_timeouts_total",
-                      "HTTP connections dropped for a request or answer slower than "
-                      "http.read_timeout.", l),
-            st.timeouts);
+      m.counter("payorch_http_connections_refused_total",
+                "New HTTP connections closed at once: all of http.max_connections were "
+                "being answered.",
+                l)
+          .RaiseTo(static_cast<double>(st.over_limit));
+      m.counter("payorch_http_connections_evicted_total",
+                "Idle or slow HTTP connections cut to make room for a new one "
+                "(http.max_connections).",
+                l)
+          .RaiseTo(static_cast<double>(st.evicted));
+      m.counter("payorch_http_timeouts_total",
+                "HTTP connections dropped for a request or answer slower than "
+                "http.read_timeout.",
+                l)
+          .RaiseTo(static_cast<double>(st.timeouts));
     }
     // What /readyz answers, for alerting (payorch_ready == 0).
     m.gauge("payorch_ready", "1 when /readyz answers ready (serving), else 0.")

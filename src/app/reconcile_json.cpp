@@ -17,17 +17,6 @@ json::object BalanceJson(const domain::Balance& b) {
           {"reversed", b.reversed}};
 }
 
-const char* StateName(domain::PaymentState s) {
-  switch (s) {
-    case domain::PaymentState::kReady: return "Ready";
-    case domain::PaymentState::kPending: return "Pending";
-    case domain::PaymentState::kFailed: return "Failed";
-    case domain::PaymentState::kAborted: return "Aborted";
-    case domain::PaymentState::kUnknown: break;
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 std::pair<int, std::string> ReconcileJson(const std::string& order_id,
@@ -56,7 +45,7 @@ std::pair<int, std::string> ReconcileJson(const std::string& order_id,
   if (o.result.unsettled) out["unsettled_why"] = o.result.unsettled_why;
   out["payorch"] = BalanceJson(o.payment.balance);
   json::object payex = BalanceJson(o.result.payex_balance);
-  payex["state"] = StateName(o.payex.state);
+  payex["state"] = domain::PaymentStateName(o.payex.state);
   out["payex"] = std::move(payex);
   json::array mismatches;
   for (const domain::Mismatch& m : o.result.mismatches)

@@ -353,8 +353,8 @@ void TakeSecrets(const std::string& path, Config& c, const EnvLookup& env) {
                           std::string(kAmqpPasswordEnv) +
                               " is set but the URL names no user (amqp://user@host:port/vhost)");
       std::string user = authority.substr(0, std::min(authority.find(':'), at));
-      with += (with.empty() ? "" : ",") + url.substr(0, start) + user + ":" + boost::urls::encode(password, boost::urls::unreserved_chars) +
-              url.substr(start + at);
+      with += (with.empty() ? "" : ",") + url.substr(0, start) + user + ":" +
+              boost::urls::encode(password, boost::urls::unreserved_chars) + url.substr(start + at);
     }
     c.bus.url = with;
   }

@@ -117,6 +117,17 @@ int PaymentResolve(Context& ctx, const Args& args);
 int PaymentRepublish(Context& ctx, const Args& args);
 int PaymentParked(Context& ctx, const Args& args);
 int PaymentExport(Context& ctx, const Args& args);
+
+// Every partition's payments matching `filter`, merged in the store's own order
+// (least recently updated first) and cut at filter.limit. Partitioned, a store that
+// cannot be opened or read (its volume attached elsewhere) is skipped and named in
+// `unread` with its error; unpartitioned, the error is thrown.
+struct MergedPayments {
+  std::vector<store::PaymentSummary> payments;
+  bool truncated = false;  // filter.limit reached: more may match
+  std::vector<std::pair<uint32_t, std::string>> unread;
+};
+MergedPayments ListAllPayments(Context& ctx, const store::PaymentFilter& filter);
 int Reconcile(Context& ctx, const Args& args);
 
 }  // namespace payorch::ctl

@@ -57,27 +57,17 @@ class Progress {
 };
 
 // The orders whose payments changed since `since` (every partition's store), the
-// least recently changed first; a partition it cannot read is reported in `unread`.
+// least recently changed first; a partition it cannot read is named in `unread`.
 std::vector<std::string> OrdersSince(Context& ctx, domain::Time since,
                                      std::vector<std::string>& unread) {
   store::PaymentFilter filter;
   filter.updated_since = since;
   filter.limit = 10'000'000;
-  std::vector<store::PaymentSummary> all;
-  for (uint32_t part = 0; part < ctx.Partitions(); ++part) {
-    try {
-      auto some = ctx.OpenStore(/*write=*/false, part).ListPayments(filter);
-      all.insert(all.end(), some.begin(), some.end());
-    } catch (const std::exception& e) {
-      if (ctx.Partitions() == 1) throw;
-      unread.push_back("partition " + std::to_string(part) + ": " + e.what());
-    }
-  }
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.updated_at, a.order_id) < std::tie(b.updated_at, b.order_id);
-  });
+  MergedPayments all = ListAllPayments(ctx, filter);
+  for (const auto& [part, error] : all.unread)
+    unread.push_back("partition " + std::to_string(part) + ": " + error);
   std::vector<std::string> orders;
-  for (const auto& p : all) orders.push_back(p.order_id);
+  for (const auto& p : all.payments) orders.push_back(p.order_id);
   return orders;
 }
 

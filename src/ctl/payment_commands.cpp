@@ -326,33 +326,10 @@ int PaymentList(Context& ctx, const Args& args) {
   filter.in_doubt = args.Has("--in-doubt");
   if (auto l = args.Get("--limit")) filter.limit = ParseCount("--limit", *l);
 
-  // Every partition's store, merged in the store's own order (least recently
-  // updated first), then cut at the limit. A partition whose store cannot be read
-  // (its volume attached elsewhere) is reported and the others listed; exit 1.
-  std::vector<store::PaymentSummary> payments;
-  std::vector<std::pair<uint32_t, std::string>> unread;
-  bool truncated = false;
-  for (uint32_t part = 0; part < ctx.Partitions(); ++part) {
-    std::vector<store::PaymentSummary> some;
-    try {
-      some = ctx.OpenStore(/*write=*/false, part).ListPayments(filter);
-    } catch (const std::exception& e) {  // a Failure opening it, a StoreError reading it
-      if (ctx.Partitions() == 1) throw;
-      unread.emplace_back(part, e.what());
-      ctx.err() << "payorchctl: partition " << part << " not listed: " << e.what() << "\n";
-      continue;
-    }
-    truncated = truncated || some.size() == filter.limit;
-    payments.insert(payments.end(), std::make_move_iterator(some.begin()),
-                    std::make_move_iterator(some.end()));
-  }
-  std::sort(payments.begin(), payments.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.updated_at, a.order_id) < std::tie(b.updated_at, b.order_id);
-  });
-  if (payments.size() > filter.limit) {
-    payments.resize(filter.limit);
-    truncated = true;
-  }
+  // A partition whose store cannot be read is reported and the others listed; exit 1.
+  auto [payments, truncated, unread] = ListAllPayments(ctx, filter);
+  for (const auto& [part, error] : unread)
+    ctx.err() << "payorchctl: partition " << part << " not listed: " << error << "\n";
   if (ctx.Json()) {
     json::array a;
     for (const auto& p : payments)
@@ -396,6 +373,31 @@ int PaymentList(Context& ctx, const Args& args) {
                                      " partitions could not be read")
             << "\n";
   return unread.empty() ? kExitOk : kExitFailure;
+}
+
+MergedPayments ListAllPayments(Context& ctx, const store::PaymentFilter& filter) {
+  MergedPayments out;
+  for (uint32_t part = 0; part < ctx.Partitions(); ++part) {
+    std::vector<store::PaymentSummary> some;
+    try {
+      some = ctx.OpenStore(/*write=*/false, part).ListPayments(filter);
+    } catch (const std::exception& e) {  // a Failure opening it, a StoreError reading it
+      if (ctx.Partitions() == 1) throw;
+      out.unread.emplace_back(part, e.what());
+      continue;
+    }
+    out.truncated = out.truncated || some.size() == filter.limit;
+    out.payments.insert(out.payments.end(), std::make_move_iterator(some.begin()),
+                        std::make_move_iterator(some.end()));
+  }
+  std::sort(out.payments.begin(), out.payments.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.updated_at, a.order_id) < std::tie(b.updated_at, b.order_id);
+  });
+  if (out.payments.size() > filter.limit) {
+    out.payments.resize(filter.limit);
+    out.truncated = true;
+  }
+  return out;
 }
 
 // --- payment resolve / republish ----------------------------------------------------

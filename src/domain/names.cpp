@@ -37,6 +37,17 @@ const char* OpStatusName(OpStatus status) {
   return "?";
 }
 
+const char* PaymentStateName(PaymentState s) {
+  switch (s) {
+    case PaymentState::kReady: return "Ready";
+    case PaymentState::kPending: return "Pending";
+    case PaymentState::kFailed: return "Failed";
+    case PaymentState::kAborted: return "Aborted";
+    case PaymentState::kUnknown: break;
+  }
+  return "unknown";
+}
+
 const char* ResultClassName(ResultClass c) {
   switch (c) {
     case ResultClass::kSuccess: return "success";

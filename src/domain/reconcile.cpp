@@ -10,17 +10,6 @@ std::string Amount(int64_t v) {
   return std::to_string(v);
 }
 
-const char* PaymentStateText(PaymentState s) {
-  switch (s) {
-    case PaymentState::kReady: return "Ready";
-    case PaymentState::kPending: return "Pending";
-    case PaymentState::kFailed: return "Failed";
-    case PaymentState::kAborted: return "Aborted";
-    case PaymentState::kUnknown: break;
-  }
-  return "unknown";
-}
-
 TxType TxTypeOf(OpKind k) {
   switch (k) {
     case OpKind::kCapture: return TxType::kCapture;
@@ -134,11 +123,11 @@ Reconciliation Reconcile(const Payment& p, const PaymentSnapshot& s) {
   // The payment's own state.
   const bool payex_ended = s.state == PaymentState::kAborted || s.state == PaymentState::kFailed;
   if (p.phase == Phase::kAuthorized && payex_ended)
-    mismatch("state", PhaseName(p.phase), PaymentStateText(s.state));
+    mismatch("state", PhaseName(p.phase), PaymentStateName(s.state));
   if ((p.phase == Phase::kFailed || p.phase == Phase::kAborted) && x.authorized > x.cancelled &&
       x.authorized > 0 && !payex_ended)
     mismatch("state", PhaseName(p.phase),
-             std::string(PaymentStateText(s.state)) + ", " + Amount(x.authorized - x.cancelled) +
+             std::string(PaymentStateName(s.state)) + ", " + Amount(x.authorized - x.cancelled) +
                  " reserved");
   return r;
 }

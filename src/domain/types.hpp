@@ -86,6 +86,8 @@ const char* OrderEventKindName(const OrderEventKind& kind);
 // What PayEx says (through payex/ client, callbacks and polls).
 
 enum class PaymentState { kUnknown, kReady, kPending, kFailed, kAborted };
+// PayEx's words: "Ready", "Pending", "Failed", "Aborted"; "unknown".
+const char* PaymentStateName(PaymentState state);
 enum class TxType { kOther, kAuthorization, kCapture, kCancellation, kReversal };
 enum class TxState { kUnknown, kInitialized, kAwaitingActivity, kCompleted, kFailed };
 
