@@ -152,7 +152,7 @@ class Admin {
   // consumers cannot get the messages it holds.
   std::vector<GotMessage> Peek(const std::string& queue, size_t max);
   // After a holding channel closed: waits (up to 2 s) until `count` messages are
-  // ready in `queue` again.
+  // ready in `queue` again. Never throws.
   void WaitReady(const std::string& queue, size_t count);
   // A channel of its own in confirm mode, for holding, acking and publishing.
   HoldChannel OpenHold();

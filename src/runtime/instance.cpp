@@ -247,9 +247,16 @@ class Instance::Impl {
       raw->daemon->Start([this, raw] { OnStopped(*raw); });
     } catch (const std::exception& e) {
       if (must) throw;
+      // A half-started engine (a thread or descriptor that could not be made) may
+      // have work on its writer: it is not destroyed under it. The instance goes
+      // (exit 1) and its supervisor restarts it, as after any crash.
       raw->stopped = true;
-      Failed(p, "partition.start_failed", e.what());
-      Release(raw);
+      Log(Level::kError, "partition.start_failed",
+          {{"partition", std::to_string(p)},
+           {"error", e.what()},
+           {"action", "stopping this instance (exit 1)"}});
+      fatal_ = true;
+      Drain();
       return;
     }
     if (auto f = failed_.find(p); f != failed_.end()) f->second.pending = false;

@@ -19,10 +19,11 @@
 // elsewhere, a store or topology error). Unpartitioned, an engine that stops on a
 // fatal error stops the instance (Fatal(); exit 1, the supervisor restarts it).
 // Partitioned, one partition's failure is that partition's alone: a partition that
-// cannot be started (a damaged or foreign store, a topology error) or whose engine
+// cannot be opened (a damaged or foreign store, a topology error) or whose engine
 // stops on a fatal error is released (its lock freed, so another instance may take
 // it) and tried again after a backoff (1 s doubling to 5 min), while the instance
-// goes on serving its other partitions; Failures() lists them.
+// goes on serving its other partitions; Failures() lists them. An engine that
+// throws while starting (no thread or descriptor to be had) stops the instance.
 //
 // A takeover builds the partition's daemon on this thread: the store is opened (and
 // quick-checked when smaller than store.quick_check_first_mib; a larger one is checked
